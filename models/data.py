@@ -145,6 +145,8 @@ def subset(ds: Dataset, limit: int | None, seed: int = 0) -> Dataset:
     if limit is None or limit >= n:
         return ds
     idx = np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+    if isinstance(ds, TensorDataset):
+        return TensorDataset(*(t[idx] for t in ds.tensors))
     return torch.utils.data.Subset(ds, idx.tolist())
 
 

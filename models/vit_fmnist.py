@@ -31,7 +31,7 @@ def vit_fmnist_patch4_28(pretrained: bool = False, **kwargs: Any) -> VisionTrans
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(key, None)
     model = VisionTransformer(**{**VIT_FMNIST_KWARGS, **kwargs})
-    model.pretrained_cfg = dict(PRETRAINED_CFG)
+    model.pretrained_cfg = dict(PRETRAINED_CFG)  # type: ignore[assignment]
     if pretrained:
         from models.loading import load_bundled_weights
 

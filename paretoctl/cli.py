@@ -29,3 +29,7 @@ def version() -> None:
 
 for _name in FEATURE_MODULES:
     importlib.import_module(f"paretoctl.{_name}").register(app)
+
+
+if __name__ == "__main__":
+    app()

@@ -25,6 +25,40 @@ def train(
     run_training(cfg, resume=resume)
 
 
+
+
+def build(
+    config: Path = typer.Option(Path("configs/default.yaml"), help="Build YAML config."),
+    out: Path = typer.Option(Path("runs/default"), help="Build directory (archive, front.json, ...)."),
+    budget: int | None = typer.Option(None, help="Override search.budget (evaluations)."),
+    seed: int | None = typer.Option(None, help="Override search.seed."),
+    resume: bool = typer.Option(False, help="Continue a build that was interrupted; nothing is repeated."),
+) -> None:
+    """Search per-layer merge schedules with BoTorch and write the Pareto front artifact."""
+    from rich.console import Console
+
+    from optimizer.config import ConfigError, load_config
+
+    console = Console(stderr=True)
+    try:
+        cfg = load_config(config, {"search.budget": budget, "search.seed": seed})
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    from optimizer.build import BuildError, run_build
+    from paretoctl.progress import BuildProgress
+
+    try:
+        with BuildProgress(console) as progress:
+            path = run_build(cfg, out, resume=resume, progress=progress.update,
+                             config_text=config.read_text())
+    except (BuildError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]front written:[/green] {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the offline commands to the root app."""
     app.command()(train)
+    app.command()(build)

@@ -1,9 +1,301 @@
-"""Commands of this feature; see docs/internals.md. Being written."""
+"""``paretoctl serve``, ``paretoctl policy`` and ``paretoctl profile``.
+
+``serve`` and ``policy`` need only the base install; ``profile`` times the real model and needs the
+``[build]`` extra (torch is imported inside the command).
+"""
 
 from __future__ import annotations
 
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from service.policy import Decision
+    from service.schema import DeviceProfile
+
+EXIT_INFEASIBLE = 3
+"""``paretoctl policy`` exit status when nothing fits the budget (scripts can tell it from errors)."""
+
+DEFAULT_DEVICES_DIR = Path("configs/devices")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this feature's commands to the root app (none yet)."""
+    """Add ``serve``, ``policy`` and ``profile`` to the root app."""
+    app.command("serve")(serve)
+    app.command("policy")(policy)
+    app.command("profile")(profile)
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+def serve(
+    front: Annotated[Path | None, typer.Option(help="front.json to serve", envvar="PARETOCTL_FRONT_PATH")] = None,
+    host: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 in a container)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    devices_dir: Annotated[Path, typer.Option(help="device profiles for ?device=",
+                                              envvar="PARETOCTL_DEVICES_DIR")] = DEFAULT_DEVICES_DIR,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the policy API (GET /policy, /front, /healthz, /readyz, /metrics) with uvicorn.
+
+    The front is checked before the server starts, so a bad file fails here with the loader's
+    reason instead of starting a server that is never ready. The admin token for
+    ``POST /admin/reload`` comes from ``PARETOCTL_ADMIN_TOKEN``.
+    """
+    import uvicorn
+
+    from service.schema import FrontLoadError, load_front
+
+    if front is not None:
+        try:
+            load_front(front)
+        except FrontLoadError as exc:
+            typer.echo(f"error: cannot serve {front}: {exc.reason}: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+        os.environ["PARETOCTL_FRONT_PATH"] = str(front)
+    os.environ["PARETOCTL_DEVICES_DIR"] = str(devices_dir)
+    os.environ["PARETOCTL_LOG_LEVEL"] = log_level
+    # An import string + factory, so that --workers N starts N processes each building its own app
+    # from the environment set above.
+    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False, proxy_headers=False)
+
+
+# ----------------------------------------------------------------------------------------- policy
+
+
+def policy(
+    snr: Annotated[float, typer.Option(help="link SNR (Es/N0), dB")],
+    latency: Annotated[float, typer.Option(help="latency budget, ms")],
+    front: Annotated[Path | None, typer.Option(help="front.json to decide from (local)")] = None,
+    url: Annotated[str | None, typer.Option(help="policy service URL (uses the SDK)")] = None,
+    channel: Annotated[str | None, typer.Option(help="channel kind (default: the front's first)")] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="accuracy floor in [0, 1]")] = None,
+    device: Annotated[str | None, typer.Option(help="device profile name")] = None,
+    devices_dir: Annotated[Path, typer.Option(help="device profiles (with --front)")] = DEFAULT_DEVICES_DIR,
+    cache_dir: Annotated[Path | None, typer.Option(help="SDK front cache (with --url)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
+) -> None:
+    """Which merge schedule to run at SNR ``--snr`` within ``--latency`` ms.
+
+    Exit status: 0 feasible, 3 nothing fits the budget, 1 a usage or input error.
+    """
+    if (front is None) == (url is None):
+        typer.echo("error: give exactly one of --front PATH or --url URL", err=True)
+        raise typer.Exit(1)
+    try:
+        decision = _decide_local(front, snr, latency, channel, min_accuracy, device, devices_dir) \
+            if front is not None else _decide_remote(url or "", snr, latency, channel, min_accuracy, device,
+                                                    cache_dir)
+    except (ValueError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(decision.model_dump_json(indent=2))
+    else:
+        _print_decision(decision)
+    if not decision.feasible:
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+def _decide_local(front_path: Path, snr: float, latency: float, channel: str | None,
+                  min_accuracy: float | None, device: str | None, devices_dir: Path) -> Decision:
+    from service.latency import load_profile, profile_path
+    from service.policy import select
+    from service.schema import FrontLoadError, load_front
+
+    try:
+        front = load_front(front_path)
+    except FrontLoadError as exc:
+        raise ValueError(f"cannot load {front_path}: {exc.reason}: {exc.message}") from None
+    prof = load_profile(profile_path(device, devices_dir)) if device is not None else None
+    return select(front, snr, latency, channel=channel, min_accuracy=min_accuracy, profile=prof)
+
+
+def _decide_remote(url: str, snr: float, latency: float, channel: str | None, min_accuracy: float | None,
+                   device: str | None, cache_dir: Path | None) -> Decision:
+    from paretoctl.client import PolicyClient
+
+    with PolicyClient(url, cache_dir=cache_dir) as client:
+        return client.get_policy(snr, latency, channel=channel, min_accuracy=min_accuracy, device=device)
+
+
+def _fmt(x: float | None, spec: str = ".4g", unit: str = "") -> str:
+    return "-" if x is None else f"{x:{spec}}{unit}"
+
+
+def _print_decision(d: Decision) -> None:
+    """A rich table of the decision (and its warnings)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = (f"[green]{d.config_id}[/green]" if d.feasible else "[red]infeasible[/red]") + \
+        f"  ({d.channel} at {d.snr_db:g} dB, budget {d.latency_budget_ms:g} ms, source {d.source})"
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    if d.feasible:
+        assert d.predicted_accuracy is not None and d.validation_accuracy is not None
+        assert d.latency is not None and d.gflops is not None
+        table.add_row("schedule r", " ".join(str(x) for x in d.r or []))
+        table.add_row("proportions", " ".join(f"{p:.2f}" for p in d.proportions or []))
+        table.add_row("accuracy (test)", f"{d.predicted_accuracy.mean:.4f} ± {d.predicted_accuracy.stderr:.4f}")
+        table.add_row("accuracy (val)", f"{d.validation_accuracy.mean:.4f} ± {d.validation_accuracy.stderr:.4f}")
+        table.add_row("latency", f"{d.latency.total_ms:.3f} ms (edge {d.latency.edge_ms:.3f}, "
+                      f"link {d.latency.transmit_ms:.3f}, server {d.latency.server_ms:.3f})")
+        table.add_row("GFLOPs", f"{d.gflops.total:.4g} (edge {d.gflops.edge:.4g}, server {d.gflops.server:.4g})")
+        table.add_row("tokens sent / channel uses", f"{d.tokens_sent} / {d.channel_uses}")
+    else:
+        table.add_row("reason", d.reason or "")
+        table.add_row("fastest latency", _fmt(d.fastest_latency_ms, ".4g", " ms"))
+        if d.min_accuracy is not None:
+            table.add_row("best accuracy within budget", _fmt(d.best_accuracy_within_budget))
+            table.add_row("fastest latency meeting min accuracy",
+                          _fmt(d.fastest_latency_meeting_min_accuracy_ms, ".4g", " ms"))
+    table.add_row("SNR grid points used", ", ".join(f"{s:g}" for s in d.snr_used_db) + " dB")
+    table.add_row("device profile", d.device_profile)
+    table.add_row("front", f"{d.front_version} {d.front_checksum}")
+    console.print(table)
+    for w in d.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+# ---------------------------------------------------------------------------------------- profile
+
+
+def profile(
+    out: Annotated[Path, typer.Option(help="profile YAML to write")] = DEFAULT_DEVICES_DIR / "local.yaml",
+    model: Annotated[str, typer.Option(help="'bundled' or a timm model name")] = "bundled",
+    name: Annotated[str | None, typer.Option(help="profile name (default: the file stem)")] = None,
+    symbol_rate: Annotated[float, typer.Option(min=1e-9, help="radio symbol rate, Hz (not measurable here)")]
+    = 1e6,
+    server_gflops: Annotated[float, typer.Option(min=1e-9, help="server GFLOP/s (measure on the server)")]
+    = 2000.0,
+    link_overhead_ms: Annotated[float, typer.Option(min=0.0, help="fixed link cost, ms")] = 5.0,
+    server_overhead_ms: Annotated[float, typer.Option(min=0.0, help="fixed server cost, ms")] = 1.0,
+    repeats: Annotated[int, typer.Option(min=1, help="timed runs per schedule (best taken)")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="untimed runs per schedule")] = 3,
+    batch: Annotated[int, typer.Option(min=1, help="images per forward pass")] = 1,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's)")] = None,
+) -> None:
+    """Measure this machine as an edge device and write a device profile.
+
+    Times the real model's forward pass at several merge schedules (so at several GFLOPs), fits
+    ``time = overhead + GFLOPs / rate`` by least squares, and writes ``edge_gflops_per_s`` and
+    ``edge_overhead_ms``. The link and server figures are properties of the radio and of the server,
+    so they come from options. Needs the ``[build]`` extra (torch, timm).
+    """
+    from service.latency import ProfileError, fit_overhead_and_rate, profile_from_mapping
+    from service.schema import atomic_write_bytes
+
+    rows = measure_edge(model, repeats=repeats, warmup=warmup, batch=batch, threads=threads)
+    try:
+        overhead, rate = fit_overhead_and_rate([r["gflops"] for r in rows], [r["ms"] for r in rows])
+        prof = profile_from_mapping({
+            "name": name or out.stem, "edge_gflops_per_s": round(rate, 4),
+            "server_gflops_per_s": server_gflops, "symbol_rate_hz": symbol_rate,
+            "edge_overhead_ms": round(overhead, 4), "link_overhead_ms": link_overhead_ms,
+            "server_overhead_ms": server_overhead_ms}, source=str(out))
+    except ProfileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    r2 = _r_squared([r["gflops"] for r in rows], [r["ms"] for r in rows], overhead, rate)
+    if r2 < 0.8:
+        typer.echo(f"warning: the fit explains only {r2:.0%} of the timing variance: the machine is busy or the "
+                   "model too small to time at this batch; re-run idle, or raise --repeats/--batch", err=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, profile_yaml(prof, rows, model, batch).encode())
+    typer.echo(f"wrote {out}: edge {rate:.2f} GFLOP/s + {overhead:.3f} ms overhead "
+               f"(fit over {len(rows)} schedules, batch {batch})")
+
+
+def _r_squared(gflops: list[float], ms: list[float], overhead: float, rate: float) -> float:
+    """Coefficient of determination of the fitted line (1 = the timings lie on it)."""
+    mean = sum(ms) / len(ms)
+    total = sum((t - mean) ** 2 for t in ms)
+    resid = sum((t - (overhead + 1000.0 * g / rate)) ** 2 for g, t in zip(gflops, ms, strict=True))
+    return 1.0 - resid / total if total > 0 else 1.0
+
+
+def profile_yaml(prof: DeviceProfile, rows: list[dict[str, Any]], model: str, batch: int) -> str:
+    """The profile as YAML, headed by a comment recording how it was measured."""
+    import platform
+
+    import yaml
+
+    lines = [f"# Measured by `paretoctl profile --model {model} --batch {batch}` on {platform.node()} "
+             f"({platform.machine()}, Python {platform.python_version()}) at "
+             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}.",
+             "# Fit: time_ms = edge_overhead_ms + 1000 * gflops / edge_gflops_per_s over these runs",
+             "# (best of the timed runs; link and server figures are from options):"]
+    lines += [f"#   proportion {r['proportion']:.2f}  GFLOPs {r['gflops']:.5f}  best {r['ms']:.3f} ms  "
+              f"median {r['median_ms']:.3f} ms" for r in rows]
+    body = yaml.safe_dump(prof.model_dump(), sort_keys=False)
+    return "\n".join(lines) + "\n" + body
+
+
+def measure_edge(model_name: str, *, repeats: int, warmup: int, batch: int,
+                 threads: int | None = None,
+                 proportions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> list[dict[str, Any]]:
+    """Forward time of the model at constant merge proportions; one row per schedule.
+
+    Returns:
+        ``[{"proportion", "r", "gflops" (for the batch), "ms" (best run), "median_ms"}]``.
+    """
+    import torch
+
+    from models.flops import analytic_cost
+    from models.patch import apply_merging
+    from models.schedule import resolve_schedule
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    net = _load_model(model_name)
+    depth = len(net.blocks)
+    num_patches = int(net.patch_embed.num_patches)
+    in_chans = int(net.patch_embed.proj.in_channels)
+    h, w = (int(s) for s in net.patch_embed.img_size)
+    x = torch.randn(batch, in_chans, h, w)
+    schedules = [resolve_schedule([p] * depth, num_patches, depth) for p in proportions]
+    gflops = [analytic_cost(net, r, depth).total_gflops * batch for r in schedules]
+    times: list[list[float]] = [[] for _ in schedules]
+    with torch.inference_mode():
+        for r in schedules:
+            apply_merging(net, r=r)
+            for _ in range(warmup):
+                net(x)
+        # Round-robin over the schedules, so that a change in background load hits all of them alike.
+        for _ in range(repeats):
+            for i, r in enumerate(schedules):
+                apply_merging(net, r=r)
+                t0 = time.perf_counter()
+                net(x)
+                times[i].append((time.perf_counter() - t0) * 1000.0)
+    # The best run, as timeit advises: slower runs measure interference, not the model.
+    rows = [{"proportion": p, "r": r, "gflops": g, "ms": min(t), "median_ms": statistics.median(t)}
+            for p, r, g, t in zip(proportions, schedules, gflops, times, strict=True)]
+    return rows
+
+
+def _load_model(model_name: str) -> Any:
+    """The bundled model (its weights when present; timing does not depend on them) or a timm model."""
+    from models.loading import BUNDLED_NAME, BUNDLED_WEIGHTS, ModelSpec, create_model
+
+    if model_name == BUNDLED_NAME and not BUNDLED_WEIGHTS.is_file():
+        import timm
+
+        import models.vit_fmnist  # noqa: F401  (registers the architecture)
+
+        print("bundled weights not found; timing the randomly initialised architecture", file=sys.stderr)
+        return timm.create_model("vit_fmnist_patch4_28").eval()
+    return create_model(ModelSpec(name=model_name))
+

@@ -1,0 +1,175 @@
+"""Wall-clock speed of token merging against the unmerged model, side by side in one run.
+
+For each model and batch size, the unmerged model and the merged model (one patched copy whose
+schedule is switched with ``set_schedule``) are timed in interleaved rounds: every round times each
+configuration once, in a rotated order, so slow drifts of the machine (other jobs, thermal limits)
+hit all of them alike. After a warm-up, the median over rounds is reported. Each measurement repeats
+the forward pass enough times to last about ``--min-time`` seconds, so batch 1 is not timer noise.
+
+Columns: FLOPs ratio = analytic merged / unmerged GFLOPs (``models.flops``); wall ratio = median
+merged / median unmerged time; efficiency = (1 - wall ratio) / (1 - FLOPs ratio), the share of the
+FLOPs saving that turns into time saved (1 is ideal; the goal is >= 0.8 at batch 64).
+
+Usage::
+
+    python bench/merge_speed.py            # a few minutes on 2 CPU cores
+    python bench/merge_speed.py --quick    # fewer rounds, to check it works
+
+Models are randomly initialised (timing does not depend on the weights); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from models.flops import analytic_cost
+from models.patch import apply_merging, set_schedule
+from models.schedule import constant_r, decreasing_r, resolve_schedule
+
+UNMERGED = "unmerged"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    model: str
+    schedule: str
+    batch: int
+    gflops: float
+    flops_ratio: float
+    ms: float
+    wall_ratio: float
+
+    @property
+    def efficiency(self) -> float:
+        """(1 - wall ratio) / (1 - FLOPs ratio); NaN when the schedule saves no FLOPs."""
+        saved = 1.0 - self.flops_ratio
+        return (1.0 - self.wall_ratio) / saved if saved > 1e-9 else math.nan
+
+
+def schedules_for(model: VisionTransformer) -> list[tuple[str, list[int]]]:
+    """Constant and decreasing ToMe schedules plus a few proportion vectors, sized to the model."""
+    depth, patches = len(model.blocks), int(model.patch_embed.num_patches)
+    r_small, r_large = max(1, patches // 24), max(2, patches // 15)  # 8 and 13 for 196 patches
+    return [
+        (f"constant r={r_small}", constant_r(r_small, depth, patches)),
+        (f"constant r={r_large}", constant_r(r_large, depth, patches)),
+        (f"decreasing r={r_small}", decreasing_r(r_small, depth, patches)),
+        ("p=0.25 all layers", resolve_schedule([0.25] * depth, patches, depth)),
+        ("p=1,0.5,... first 4", resolve_schedule([1.0] + [0.5] * 3 + [0.0] * (depth - 4), patches, depth)),
+    ]
+
+
+def time_forward(model: torch.nn.Module, images: torch.Tensor, inner: int) -> float:
+    """Seconds per forward pass, averaged over ``inner`` back-to-back passes."""
+    start = time.perf_counter()
+    for _ in range(inner):
+        model(images)
+    return (time.perf_counter() - start) / inner
+
+
+def bench(name: str, batch: int, rounds: int, min_time: float) -> list[Row]:
+    """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved."""
+    torch.manual_seed(0)
+    base: VisionTransformer = timm.create_model(name, pretrained=False).eval()
+    merged: VisionTransformer = timm.create_model(name, pretrained=False).eval()
+    merged.load_state_dict(base.state_dict())
+    schedules = schedules_for(base)
+    apply_merging(merged, schedules[0][1])
+    channels = base.patch_embed.proj.in_channels
+    height, width = base.patch_embed.img_size
+    images = torch.randn(batch, channels, height, width)
+    configs = [UNMERGED] + [label for label, _ in schedules]
+    r_of = dict(schedules)
+
+    def run(label: str, inner: int) -> float:
+        if label == UNMERGED:
+            return time_forward(base, images, inner)
+        set_schedule(merged, r_of[label])
+        return time_forward(merged, images, inner)
+
+    times: dict[str, list[float]] = {label: [] for label in configs}
+    with torch.inference_mode():
+        warm = {label: run(label, 1) for label in (UNMERGED, configs[1])}  # warm-up (allocator, threads)
+        inner = max(1, math.ceil(min_time / warm[UNMERGED]))
+        for i in range(rounds):
+            shift = i % len(configs)
+            for label in configs[shift:] + configs[:shift]:
+                times[label].append(run(label, inner))
+
+    reference_gflops = analytic_cost(base, None, 0).total_gflops
+    reference_s = statistics.median(times[UNMERGED])
+    rows = [Row(name, UNMERGED, batch, reference_gflops, 1.0, 1000 * reference_s, 1.0)]
+    for label, r in schedules:
+        gflops = analytic_cost(base, r, 0).total_gflops
+        seconds = statistics.median(times[label])
+        rows.append(Row(name, label, batch, gflops, gflops / reference_gflops, 1000 * seconds,
+                        seconds / reference_s))
+    return rows
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """The results as a markdown table."""
+    lines = [
+        "| model | schedule | batch | GFLOPs/img | FLOPs ratio | ms/batch | wall ratio | efficiency |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        eff = "-" if math.isnan(row.efficiency) else f"{row.efficiency:.2f}"
+        lines.append(
+            f"| {row.model} | {row.schedule} | {row.batch} | {row.gflops:.3f} | {row.flops_ratio:.3f} | "
+            f"{row.ms:.1f} | {row.wall_ratio:.3f} | {eff} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="2 rounds instead of 5 (checks that it works)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--min-time", type=float, default=None,
+                        help="seconds each measurement lasts at least (default 0.3, quick 0.1)")
+    parser.add_argument("--models", default="deit_small_patch16_224,vit_fmnist_patch4_28",
+                        help="comma-separated timm names")
+    parser.add_argument("--batches", default="64,1", help="comma-separated batch sizes")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or (2 if args.quick else 5)
+    min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.3)
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for name in args.models.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            rows.extend(bench(name.strip(), batch, rounds, min_time))
+    print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())
+    print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {rounds} rounds, "
+          f"median; {time.perf_counter() - started:.0f} s in all\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

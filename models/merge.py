@@ -1,0 +1,246 @@
+"""Token merging maths (Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023), as pure functions.
+
+Notation used in every docstring:
+
+- ``B`` batch, ``N`` tokens in the sequence, ``C`` channels of whatever is being merged.
+- ``P`` protected prefix tokens at the start of the sequence (cls, dist, registers). They are left
+  out of the matching altogether: never a source, never a destination, so merging cannot change them.
+- ``U = N - P`` unprotected tokens. Bipartite soft matching splits them alternately into set A
+  (unprotected tokens 0, 2, 4, ...; ``Na = ceil(U / 2)``) and set B (tokens 1, 3, 5, ...;
+  ``Nb = floor(U / 2)``). Every A token draws an edge to its most similar B token; the ``r`` most
+  similar edges are merged, so ``r <= Nb = floor(U / 2)``.
+- After a merge the sequence is ``[prefix (P), A tokens kept (Na - r, in their original order),
+  B tokens (Nb)]``: ``N - r`` tokens. Attention and (size-weighted) pooling do not depend on the
+  order, but the next layer's alternating split does, and keeping the original order keeps A and B
+  interleaved in space.
+
+Token *sizes* (how many original patches each token stands for) let merged tokens be size-weighted
+averages and feed proportional attention; *sources* trace which original tokens each token holds.
+
+There is no module state: a :class:`MergePlan` carries the indices from the matching to the merges.
+Rows are moved with ``index_select``/``index_add_`` on the ``[B * N, C]`` view, which copies whole
+rows and is several times faster on CPU than ``gather``/``scatter`` with an expanded index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "MergePlan",
+    "bipartite_soft_matching",
+    "init_source",
+    "merge_source",
+    "merge_tokens",
+    "merge_weighted",
+    "split_sets",
+]
+
+Reduce = Literal["sum", "mean", "amax", "amin", "prod"]
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """Which tokens merge where, for one bipartite soft matching.
+
+    The first three index tensors say it in terms of the sets A and B; the last three are the same
+    plan as row numbers of the flattened ``[B * N, C]`` input and ``[B * (N - r), C]`` output, which
+    is what the merges use (computed once per plan, so each merge is a handful of row copies). Build
+    one with :func:`bipartite_soft_matching` or :meth:`from_sets`.
+
+    Attributes:
+        num_prefix: ``P``, protected tokens at the start of the sequence, passed through unchanged.
+        unm_idx: ``[B, Na - r]`` int64 positions in set A of the tokens that stay, ascending.
+        src_idx: ``[B, r]`` int64 positions in set A of the tokens merged away.
+        dst_idx: ``[B, r]`` int64 positions in set B that each ``src_idx`` token merges into.
+        keep_rows: ``[B * (N - r)]`` input rows of the output tokens, in output order.
+        src_rows: ``[B * r]`` input rows of the tokens merged away.
+        dst_rows: ``[B * r]`` output rows of their destinations.
+    """
+
+    num_prefix: int
+    unm_idx: torch.Tensor
+    src_idx: torch.Tensor
+    dst_idx: torch.Tensor
+    keep_rows: torch.Tensor
+    src_rows: torch.Tensor
+    dst_rows: torch.Tensor
+
+    @classmethod
+    def from_sets(cls, num_prefix: int, num_tokens: int, unm_idx: torch.Tensor, src_idx: torch.Tensor,
+                  dst_idx: torch.Tensor) -> MergePlan:
+        """A plan from set-A/set-B indices (``[B, *]``) for a sequence of ``num_tokens`` tokens."""
+        batch, r = src_idx.shape
+        num_b = (num_tokens - num_prefix) // 2
+        num_out = num_tokens - r
+        device = src_idx.device
+        batch_start = torch.arange(batch, device=device).unsqueeze(1)  # [B, 1]
+        in_start = batch_start * num_tokens
+        prefix_rows = in_start + torch.arange(num_prefix, device=device)
+        b_rows = in_start + torch.arange(num_prefix + 1, num_tokens, 2, device=device)
+        a_rows = in_start + num_prefix  # A token i sits at position num_prefix + 2 i
+        keep_rows = torch.cat([prefix_rows, a_rows + 2 * unm_idx, b_rows], dim=1)
+        return cls(
+            num_prefix=num_prefix, unm_idx=unm_idx, src_idx=src_idx, dst_idx=dst_idx,
+            keep_rows=keep_rows.view(-1),
+            src_rows=(a_rows + 2 * src_idx).view(-1),
+            dst_rows=(batch_start * num_out + (num_out - num_b) + dst_idx).view(-1),
+        )
+
+    @property
+    def r(self) -> int:
+        """Tokens this plan removes."""
+        return int(self.src_idx.shape[1])
+
+
+def split_sets(x: torch.Tensor, num_prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a sequence into the protected prefix and the alternating sets A and B (views, no copy).
+
+    Args:
+        x: ``[B, N, C]``.
+        num_prefix: ``P``.
+
+    Returns:
+        ``prefix [B, P, C]``, ``a [B, Na, C]`` (unprotected tokens 0, 2, ...), ``b [B, Nb, C]``
+        (unprotected tokens 1, 3, ...).
+    """
+    return x[:, :num_prefix], x[:, num_prefix::2], x[:, num_prefix + 1 :: 2]
+
+
+def bipartite_soft_matching(metric: torch.Tensor, r: int, num_prefix: int) -> MergePlan:
+    """Pick the ``r`` most similar A -> B edges by cosine similarity of ``metric``.
+
+    Each A token keeps only its best B partner (a max, not a sort, over B); the A tokens are then
+    ranked by that best similarity and the top ``r`` become sources. Ranking uses a stable sort so
+    that ties (e.g. identical background patches) resolve the same way on every run.
+
+    Args:
+        metric: ``[B, N, c]`` features to compare, e.g. attention keys averaged over heads.
+        r: tokens to remove, ``0 <= r <= floor((N - P) / 2)``.
+        num_prefix: ``P``, tokens never merged.
+
+    Returns:
+        The plan; apply it with :func:`merge_weighted`, :func:`merge_tokens` or :func:`merge_source`.
+
+    Raises:
+        ValueError: ``r`` is negative or larger than the matching allows.
+    """
+    num_tokens = metric.shape[1]
+    unprotected = num_tokens - num_prefix
+    if r < 0 or r > max(unprotected, 0) // 2:
+        raise ValueError(
+            f"cannot merge r={r} tokens: {unprotected} unprotected tokens allow at most {max(unprotected, 0) // 2}"
+        )
+    with torch.no_grad():
+        metric = F.normalize(metric, dim=-1)
+        _, a, b = split_sets(metric, num_prefix)
+        scores = a @ b.transpose(-1, -2)  # [B, Na, Nb] cosine similarities
+        best, best_dst = scores.max(dim=-1)  # [B, Na]
+        order = torch.sort(best, dim=-1, descending=True, stable=True).indices  # [B, Na]
+        src_idx = order[:, :r]
+        unm_idx = order[:, r:].sort(dim=-1).values
+        dst_idx = best_dst.gather(1, src_idx)
+        return MergePlan.from_sets(num_prefix, num_tokens, unm_idx, src_idx, dst_idx)
+
+
+def _rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x [B, N, C]`` viewed as ``[B * N, C]``: ``[B * K]`` row numbers -> ``[B, K, C]``."""
+    batch, num_tokens, channels = x.shape
+    return x.reshape(batch * num_tokens, channels).index_select(0, rows).view(batch, -1, channels)
+
+
+def merge_tokens(x: torch.Tensor, plan: MergePlan, reduce: Reduce = "sum") -> torch.Tensor:
+    """Apply a plan: each source token is reduced into its destination in set B.
+
+    Args:
+        x: ``[B, N, C]``, the sequence the plan was made for (any channel count).
+        plan: from :func:`bipartite_soft_matching`.
+        reduce: how a destination combines with its sources (``torch.scatter_reduce`` modes,
+            destination included).
+
+    Returns:
+        ``[B, N - r, C]``: prefix, kept A tokens, then B tokens with the sources reduced in;
+        ``x`` itself when ``r == 0``.
+    """
+    if plan.r == 0:
+        return x  # nothing merges: keep the original order rather than regrouping into A and B
+    channels = x.shape[-1]
+    out = _rows(x, plan.keep_rows)
+    index = plan.dst_rows.unsqueeze(-1).expand(-1, channels)
+    out.view(-1, channels).scatter_reduce_(0, index, _rows(x, plan.src_rows).view(-1, channels), reduce=reduce)
+    return out
+
+
+def merge_weighted(
+    x: torch.Tensor, size: torch.Tensor, plan: MergePlan
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge tokens into size-weighted means; sizes add.
+
+    A destination ``d`` that absorbs sources ``S`` becomes
+    ``(size_d x_d + sum_{s in S} size_s x_s) / (size_d + sum_{s in S} size_s)`` with size
+    ``size_d + sum_{s in S} size_s``, so a token always equals the mean of the original patch
+    tokens it stands for (as far as the block's updates are linear) and the sizes keep summing to
+    the original token count.
+
+    For speed the update touches only the ``r`` source rows: with ``S_d`` the destination's new
+    size, ``x_d + sum_s size_s (x_s - x_d) / S_d`` is the same weighted mean, so apart from the one
+    row copy that drops the sources, no pass over all ``N x C`` values is needed.
+
+    Args:
+        x: ``[B, N, C]`` tokens.
+        size: ``[B, N, 1]`` float token sizes (1 for an unmerged token).
+        plan: from :func:`bipartite_soft_matching`.
+
+    Returns:
+        ``x [B, N - r, C]`` and ``size [B, N - r, 1]``.
+
+    Example:
+        >>> x = torch.tensor([[[9.0], [1.0], [2.0], [4.0]]])  # cls, then A=(1, 4), B=(2,)
+        >>> size = torch.tensor([[[1.0], [3.0], [1.0], [1.0]]])
+        >>> plan = MergePlan.from_sets(1, 4, torch.tensor([[1]]), torch.tensor([[0]]), torch.tensor([[0]]))
+        >>> x2, size2 = merge_weighted(x, size, plan)
+        >>> x2[0, :, 0].tolist(), size2[0, :, 0].tolist()
+        ([9.0, 4.0, 1.25], [1.0, 1.0, 4.0])
+    """
+    if plan.r == 0:
+        return x, size
+    channels = x.shape[-1]
+    out_x = _rows(x, plan.keep_rows)  # [B, N - r, C]
+    out_size = _rows(size, plan.keep_rows)  # [B, N - r, 1]
+    src_x = x.reshape(-1, channels).index_select(0, plan.src_rows)  # [B * r, C]
+    src_size = size.reshape(-1, 1).index_select(0, plan.src_rows)  # [B * r, 1]
+    flat_x, flat_size = out_x.view(-1, channels), out_size.view(-1, 1)
+    flat_size.index_add_(0, plan.dst_rows, src_size)  # destinations' new sizes S_d
+    dst_x = flat_x.index_select(0, plan.dst_rows)  # x_d before the update
+    weight = src_size / flat_size.index_select(0, plan.dst_rows)  # size_s / S_d
+    flat_x.index_add_(0, plan.dst_rows, weight * (src_x - dst_x))
+    return out_x, out_size
+
+
+def init_source(batch: int, num_tokens: int, device: torch.device | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The source matrix before any merge: every token holds exactly itself.
+
+    Returns:
+        ``[batch, num_tokens, num_tokens]`` identity matrices.
+    """
+    eye = torch.eye(num_tokens, device=device, dtype=dtype)
+    return eye.unsqueeze(0).expand(batch, -1, -1).contiguous()
+
+
+def merge_source(source: torch.Tensor, plan: MergePlan) -> torch.Tensor:
+    """Trace a merge: a merged token holds the union of its parts' original tokens.
+
+    Args:
+        source: ``[B, N, T]`` 0/1, ``source[b, i, t] = 1`` when token ``i`` holds original token ``t``
+            (``T`` tokens entered the first block, prefix included).
+        plan: from :func:`bipartite_soft_matching`.
+
+    Returns:
+        ``[B, N - r, T]`` 0/1.
+    """
+    return merge_tokens(source, plan, reduce="amax")

@@ -1,0 +1,282 @@
+"""Patch a timm ViT in place so that it merges tokens (ToMe, Bolya et al., ICLR 2023).
+
+:func:`apply_merging` swaps the classes of the model, its blocks and their attention modules for
+subclasses that differ only in their forward passes (no new parameters, so state dicts and
+checkpoints are unchanged), and stores the schedule as an explicit attribute, ``model.merge_r``, a
+tuple with one merge count per block. :func:`remove_merging` swaps the original classes back.
+
+Inside each patched block, as in ToMe:
+
+1. attention runs with *proportional attention*: ``log(size)`` of each key token is added to the
+   attention logits, through ``scaled_dot_product_attention``'s additive ``attn_mask`` (shape
+   ``[B, 1, 1, N]``), so the fused kernel still runs;
+2. between attention and MLP, ``r`` tokens are merged by bipartite soft matching on the attention
+   keys averaged over heads (:mod:`models.merge`), as size-weighted averages;
+3. the MLP runs on the shorter sequence.
+
+Prefix tokens (``model.num_prefix_tokens``: cls, dist, registers) are never merged. Average pooling
+becomes size-weighted. Attention pooling (``global_pool='map'``) is not supported.
+
+Example:
+    >>> model = timm.create_model("deit_small_patch16_224")           # doctest: +SKIP
+    >>> apply_merging(model, constant_r(8, 12, 196))                 # doctest: +SKIP
+    >>> set_schedule(model, decreasing_r(8, 12, 196))                # doctest: +SKIP
+    >>> remove_merging(model)                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers.attention import Attention
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from models.merge import bipartite_soft_matching, merge_source, merge_weighted
+from models.schedule import validate_r
+from models.split import (
+    SCHEDULE_ATTR,
+    TRACE_SOURCE_ATTR,
+    TokenState,
+    embed_tokens,
+    head_forward,
+    merge_schedule,
+    run_blocks,
+)
+
+__all__ = [
+    "MergingAttention",
+    "MergingBlock",
+    "MergingVisionTransformer",
+    "MergingVisionTransformerDistilled",
+    "apply_merging",
+    "get_schedule",
+    "is_patched",
+    "remove_merging",
+    "set_schedule",
+]
+
+
+class MergingAttention(Attention):
+    """timm ``Attention`` with proportional attention that also returns the merge metric."""
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, need_metric: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self-attention over ``x`` with an additive key bias.
+
+        Follows timm's ``Attention.forward`` (q/k norm, scale norm, optional gate, dropout) but always
+        through ``F.scaled_dot_product_attention``.
+
+        Args:
+            x: ``[B, N, D]`` normalised tokens.
+            attn_bias: ``[B, 1, 1, N]`` added to every query's logits for each key, ``log(size)`` for
+                proportional attention; None for none.
+            need_metric: compute the merge metric (skipped in blocks that merge nothing).
+
+        Returns:
+            ``out [B, N, D]`` and ``metric [B, N, head_dim]``, the keys (after ``k_norm``) averaged
+            over heads, which bipartite matching compares (None unless ``need_metric``).
+        """
+        batch, num_tokens, _ = x.shape
+        gate = getattr(self, "gate", None)
+        gate_value = gate(x).sigmoid() if gate is not None else None
+        qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.0
+        )
+        out = out.transpose(1, 2).reshape(batch, num_tokens, self.num_heads * self.head_dim)
+        out = self.norm(out)
+        if gate_value is not None:
+            out = out * gate_value
+        out = self.proj_drop(self.proj(out))
+        return out, (k.mean(dim=1) if need_metric else None)
+
+
+class MergingBlock(Block):
+    """timm ``Block`` that merges ``r`` tokens between attention and MLP."""
+
+    attn: MergingAttention
+
+    def forward(  # type: ignore[override]
+        self, state: TokenState, r: int = 0, num_prefix: int = 0, prop_attn: bool = True
+    ) -> TokenState:
+        """One block with proportional attention, then a merge of ``r`` tokens, then the MLP.
+
+        Args:
+            state: ``tokens [B, N, D]``, ``size [B, N, 1]``, optional ``source [B, N, T]``.
+            r: tokens to merge away in this block, ``0 <= r <= floor((N - num_prefix) / 2)``.
+            num_prefix: protected tokens at the start of the sequence.
+            prop_attn: add ``log(size)`` to the attention logits. Callers pass False only while all
+                sizes are 1 (no merge upstream), where the bias would be zero anyway.
+
+        Returns:
+            The state with ``N - r`` tokens.
+        """
+        x, size, source = state.tokens, state.size, state.source
+        bias = size.log().transpose(1, 2).unsqueeze(1) if prop_attn else None  # [B, 1, 1, N]
+        attn_out, metric = self.attn(self.norm1(x), bias, need_metric=r > 0)
+        x = x + self.drop_path1(self.ls1(attn_out))
+        if metric is not None:
+            plan = bipartite_soft_matching(metric, r, num_prefix)
+            x, size = merge_weighted(x, size, plan)
+            if source is not None:
+                source = merge_source(source, plan)
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return TokenState(tokens=x, size=size, source=source)
+
+
+def _forward_tokens(model: VisionTransformer, x: torch.Tensor, attn_mask: torch.Tensor | None,
+                    is_causal: bool) -> TokenState:
+    if attn_mask is not None or is_causal:
+        raise NotImplementedError("token merging does not support attn_mask or is_causal")
+    return run_blocks(model, embed_tokens(model, x), 0, len(model.blocks))
+
+
+class MergingVisionTransformer(VisionTransformer):
+    """timm ``VisionTransformer`` whose forward merges tokens with the schedule ``self.merge_r``."""
+
+    merge_r: tuple[int, ...]
+    merge_trace_source: bool
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                is_causal: bool = False) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` to logits ``[B, num_classes]``, merging as scheduled."""
+        return head_forward(self, _forward_tokens(self, x, attn_mask, is_causal))
+
+    def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                         is_causal: bool = False) -> torch.Tensor:
+        """Images to final-normed tokens ``[B, N_L, D]`` (the sizes are dropped; use ``models.split``)."""
+        return self.norm(_forward_tokens(self, x, attn_mask, is_causal).tokens)
+
+    def forward_intermediates(self, *args: Any, **kwargs: Any) -> Any:
+        """Not supported: intermediate token counts differ per layer under merging."""
+        raise NotImplementedError("forward_intermediates is not supported on a token-merging model; "
+                                  "use models.split.edge_forward to read intermediate tokens")
+
+
+class MergingVisionTransformerDistilled(MergingVisionTransformer, VisionTransformerDistilled):
+    """DeiT's distilled ViT (cls and dist tokens, two heads) with token merging."""
+
+
+# Fixed mapping from timm's classes to their merging subclasses (constant, never mutated).
+_PATCHED: dict[type[nn.Module], type[nn.Module]] = {
+    Attention: MergingAttention,
+    Block: MergingBlock,
+    VisionTransformer: MergingVisionTransformer,
+    VisionTransformerDistilled: MergingVisionTransformerDistilled,
+}
+_ORIGINAL: dict[type[nn.Module], type[nn.Module]] = {v: k for k, v in _PATCHED.items()}
+
+
+def is_patched(model: nn.Module) -> bool:
+    """Whether :func:`apply_merging` has patched ``model``."""
+    return type(model) in (MergingVisionTransformer, MergingVisionTransformerDistilled)
+
+
+def _as_vit(model: nn.Module) -> VisionTransformer:
+    if not isinstance(model, VisionTransformer):
+        raise NotImplementedError(f"token merging supports timm VisionTransformer models, not {type(model).__name__}")
+    return model
+
+
+def _num_patches(model: VisionTransformer) -> int:
+    return int(model.patch_embed.num_patches)
+
+
+def _check_supported(model: VisionTransformer) -> None:
+    """Raise before touching anything if some part of ``model`` cannot be patched."""
+    if type(model) not in (VisionTransformer, VisionTransformerDistilled):
+        raise NotImplementedError(
+            f"token merging supports timm VisionTransformer and VisionTransformerDistilled, "
+            f"not the subclass {type(model).__name__}"
+        )
+    if getattr(model, "attn_pool", None) is not None:
+        raise NotImplementedError(
+            f"global_pool={model.global_pool!r} (attention pooling) is not supported with token merging: "
+            "its pooling attention would need token sizes too; use global_pool='token' or 'avg'"
+        )
+    for i, block in enumerate(model.blocks):
+        if type(block) is not Block:
+            raise NotImplementedError(f"block {i} is a {type(block).__name__}; token merging needs timm's Block")
+        if type(block.attn) is not Attention:
+            raise NotImplementedError(
+                f"block {i} attention is a {type(block.attn).__name__}; token merging needs timm's Attention"
+            )
+
+
+def _swap_classes(model: nn.Module, mapping: dict[type[nn.Module], type[nn.Module]]) -> None:
+    for module in model.modules():
+        new_class = mapping.get(type(module))
+        if new_class is not None:
+            module.__class__ = new_class
+
+
+def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source: bool = False) -> nn.Module:
+    """Patch a timm ViT in place so that ``model(x)`` merges tokens.
+
+    Calling it again on a patched model only changes the schedule and the tracing flag.
+
+    Args:
+        model: a timm ``VisionTransformer`` or ``VisionTransformerDistilled`` made of timm ``Block``s.
+        r: tokens to merge in each block; None merges nothing (the model then gives the unpatched
+            model's outputs).
+        trace_source: keep a source matrix so :func:`models.split.edge_forward` can report which
+            patches each token holds.
+
+    Returns:
+        ``model`` itself.
+
+    Raises:
+        ValueError: ``r`` is not a feasible schedule for this model.
+        NotImplementedError: attention pooling (``global_pool='map'``) or non-timm blocks/attention.
+    """
+    vit = _as_vit(model)
+    depth = len(vit.blocks)
+    schedule = tuple(validate_r([0] * depth if r is None else r, _num_patches(vit), depth))
+    if not is_patched(vit):
+        _check_supported(vit)
+        _swap_classes(model, _PATCHED)
+    setattr(model, SCHEDULE_ATTR, schedule)
+    setattr(model, TRACE_SOURCE_ATTR, bool(trace_source))
+    return model
+
+
+def set_schedule(model: nn.Module, r: Sequence[int]) -> None:
+    """Change a patched model's per-block merge counts.
+
+    Raises:
+        TypeError: the model is not patched.
+        ValueError: ``r`` is not a feasible schedule (message names the layer and value).
+    """
+    if not is_patched(model):
+        raise TypeError("set_schedule needs a model patched by apply_merging")
+    vit = _as_vit(model)
+    setattr(model, SCHEDULE_ATTR, tuple(validate_r(r, _num_patches(vit), len(vit.blocks))))
+
+
+def get_schedule(model: nn.Module) -> tuple[int, ...]:
+    """A patched model's per-block merge counts (all zeros for an unpatched model)."""
+    schedule = merge_schedule(model)
+    return schedule if schedule is not None else (0,) * len(_as_vit(model).blocks)
+
+
+def remove_merging(model: nn.Module) -> nn.Module:
+    """Undo :func:`apply_merging`: original classes back, schedule attributes gone.
+
+    Returns:
+        ``model`` itself (a no-op on an unpatched model).
+    """
+    _swap_classes(model, _ORIGINAL)
+    for attr in (SCHEDULE_ATTR, TRACE_SOURCE_ATTR):
+        if attr in model.__dict__:
+            delattr(model, attr)
+    return model

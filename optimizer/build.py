@@ -1,0 +1,355 @@
+"""`paretoctl build`: search, pick the front on validation, re-measure it on test, write front.json.
+
+Phases, each resumable from the build directory:
+
+1. the unmerged model ("reference") and, optionally, ToMe's uniform schedules as marks;
+2. the search method (BoTorch by default) up to its budget, then any configured baselines, each
+   batch planned durably before it is evaluated;
+3. the front: the union of the per-(channel, SNR) Pareto sets on the validation split, thinned to
+   ``max_front_configs`` by greedy hypervolume contribution;
+4. the test split: every front configuration (and the marks) re-measured on held-out images;
+5. ``front.json`` (atomic), ``convergence.json`` and a copy of the config.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from optimizer.archive import JsonlArchive, PlanStore, atomic_write_text
+from optimizer.config import BuildConfig
+from optimizer.evaluator import Evaluation, Evaluator, make_batches
+from optimizer.pareto import (
+    OBJECTIVES,
+    hypervolume,
+    objective_vector,
+    per_snr_hypervolumes,
+    per_snr_pareto_ids,
+    reference_point,
+    snr_objectives,
+    snr_reference,
+)
+from optimizer.proposers import batches_for, make_proposer
+from optimizer.space import SearchSpace, ViTShape
+
+ProgressFn = Callable[[str, int, int, float | None], None]
+
+
+class BuildError(RuntimeError):
+    """A build cannot start or continue; the message says why and what to do."""
+
+
+def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, index: int,
+                      x: Sequence[float] | None, split: str = "val") -> dict[str, Any]:
+    """The archive line of one evaluation (layout in docs/internals.md)."""
+    return {
+        "eval_id": eval_id, "method": method, "batch": batch, "index": index,
+        "x": list(x) if x is not None else None, "r": ev.r,
+        "gflops": ev.costs.gflops_json(), "tokens_sent": ev.costs.tokens_sent,
+        "channel_uses": ev.costs.channel_uses, "tokens_per_layer": ev.costs.tokens_per_layer,
+        f"accuracy_{split}": {k: [p.to_json() for p in v] for k, v in ev.accuracy.items()},
+        "wall_s": round(ev.wall_s, 3), "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class BuildContext:
+    """Everything a build phase needs: config, evaluators, archives and the search space."""
+
+    cfg: BuildConfig
+    out: Path
+    val: Evaluator
+    test_factory: Callable[[], Evaluator]
+    space: SearchSpace
+    archive: JsonlArchive
+    test_archive: JsonlArchive
+    plan: PlanStore
+    progress: ProgressFn
+    sizes: dict[str, int] | None = None
+    profile: Any = None
+
+    def __post_init__(self) -> None:
+        self._cache: dict[tuple[int, ...], Evaluation] = {}
+        self._test: Evaluator | None = None
+        for rec in self.archive:
+            self._cache.setdefault(tuple(rec["r"]), _evaluation_from_record(rec))
+
+    def evaluate_val(self, r: list[int]) -> Evaluation:
+        """Validation evaluation of ``r``, reusing an earlier identical schedule's measurement."""
+        key = tuple(r)
+        if key not in self._cache:
+            self._cache[key] = self.val.evaluate(r)
+        return self._cache[key]
+
+    @property
+    def test(self) -> Evaluator:
+        if self._test is None:
+            self._test = self.test_factory()
+        return self._test
+
+    def next_id(self) -> int:
+        return len(self.archive)
+
+
+def _evaluation_from_record(rec: Mapping[str, Any]) -> Evaluation:
+    from optimizer.evaluator import AccuracyPoint, Costs
+
+    g = rec["gflops"]
+    costs = Costs(g["total"], g["edge"], g["server"], rec["tokens_sent"], rec["channel_uses"],
+                  rec["tokens_per_layer"])
+    acc = {k: [AccuracyPoint(**p) for p in v] for k, v in rec["accuracy_val"].items()}
+    return Evaluation(list(rec["r"]), costs, acc, 0.0)
+
+
+def reference_record(ctx: BuildContext) -> dict[str, Any]:
+    """The unmerged model's record (evaluated first; it anchors objectives and reference points)."""
+    found = ctx.archive.where(method="reference")
+    if found:
+        return found[0]
+    r0 = [0] * ctx.space.dim
+    ctx.progress("reference", 0, 1, None)
+    rec = evaluation_record(ctx.evaluate_val(r0), ctx.next_id(), "reference", 0, 0, ctx.space.from_r(r0))
+    ctx.archive.append(rec)
+    ctx.progress("reference", 1, 1, None)
+    return rec
+
+
+def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapping[str, Any],
+               tag: str | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``budget`` candidates of ``method``; skips what the archive already holds."""
+    tag = tag or method
+    s = ctx.cfg.search
+    proposer = make_proposer(method, ctx.space, seed, s.q, s.initial, budget, s.num_restarts,
+                             s.raw_samples, s.mc_samples, s.maxiter)
+    ref_point = reference_point(ref)
+    sizes = batches_for(proposer, budget)
+    for batch, size in enumerate(sizes):
+        done = {rec["index"]: rec for rec in ctx.archive.where(method=tag, batch=batch)}
+        if len(done) == size:
+            continue
+        planned = ctx.plan.get(tag, batch)
+        if planned is None:
+            hist = ctx.archive.where(method=tag)
+            x = torch.tensor([h["x"] for h in hist], dtype=torch.double).reshape(-1, ctx.space.dim)
+            y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
+            planned = proposer.propose(batch, x, y, ref_point, size)
+            ctx.plan.put(tag, batch, planned)
+        for index, x_point in enumerate(planned):
+            if index in done:
+                continue
+            r = ctx.space.to_r(x_point)
+            rec = evaluation_record(ctx.evaluate_val(r), ctx.next_id(), tag, batch, index, x_point)
+            ctx.archive.append(rec)
+            mine = ctx.archive.where(method=tag)
+            hv = hypervolume(torch.tensor([objective_vector(m, ref) for m in mine]), ref_point)
+            ctx.progress(tag, len(mine), budget, hv)
+    return ctx.archive.where(method=tag)
+
+
+def convergence(records_by_method: Mapping[str, Sequence[Mapping[str, Any]]], ref: Mapping[str, Any],
+                snr_grid: Sequence[float]) -> dict[str, Any]:
+    """Hypervolume after each evaluation, overall (the search objectives) and per (channel, SNR)."""
+    ref_point = reference_point(ref)
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for name, recs in records_by_method.items():
+        curve = []
+        for n in range(1, len(recs) + 1):
+            y = torch.tensor([objective_vector(r, ref) for r in recs[:n]])
+            curve.append({"n_evals": n, "hypervolume": hypervolume(y, ref_point),
+                          "hv_per_snr": per_snr_hypervolumes(recs[:n], ref, snr_grid)})
+        methods[name] = curve
+    return {"objectives": list(OBJECTIVES), "ref_point": ref_point, "methods": methods}
+
+
+def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
+                 cap: int) -> list[dict[str, Any]]:
+    """Union of the per-SNR validation fronts, thinned greedily to ``cap`` by summed per-SNR hypervolume."""
+    fronts = per_snr_pareto_ids(candidates, ref, snr_grid)
+    on_front = {i for f in fronts for i in f["config_ids"]}
+    pool = [c for c in candidates if c["id"] in on_front]
+    if len(pool) <= cap:
+        return pool
+    keys = [(ch, i) for ch in ref["accuracy_val"] for i in range(len(snr_grid))]
+
+    def total_hv(chosen: list[dict[str, Any]]) -> float:
+        return sum(
+            hypervolume(torch.tensor([snr_objectives(c, ref, ch, i) for c in chosen]), snr_reference(ref, ch, i))
+            for ch, i in keys
+        )
+
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < cap:
+        best = max((c for c in pool if c not in chosen), key=lambda c: total_hv([*chosen, c]))
+        chosen.append(best)
+    return sorted(chosen, key=lambda c: c["gflops"]["total"])
+
+
+def _package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("paretoctl", "torch", "timm", "botorch", "gpytorch", "pymoo", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: SearchSpace,
+                  profile: Any) -> dict[str, Any]:
+    from service.latency import predict_latency
+
+    lat = predict_latency(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)
+    props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
+    return {
+        "id": rec["id"], "source": rec["method"].split("-")[0],
+        "proportions": props, "r": rec["r"], "tokens_per_layer": rec["tokens_per_layer"],
+        "gflops": rec["gflops"], "tokens_sent": rec["tokens_sent"], "channel_uses": rec["channel_uses"],
+        "latency": lat.model_dump() if hasattr(lat, "model_dump") else dict(lat),
+        "accuracy_val": rec["accuracy_val"], "accuracy_test": test_rec["accuracy_test"],
+    }
+
+
+def config_id(rec: Mapping[str, Any]) -> str:
+    """Stable, readable id of an archive record, e.g. ``botorch-0017``."""
+    return "unmerged" if rec["method"] == "reference" else f"{rec['method']}-{rec['eval_id']:04d}"
+
+
+def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Test-split measurements of ``recs``, resumable through ``test_archive.jsonl``."""
+    done = {tuple(t["r"]): t for t in ctx.test_archive}
+    out: dict[str, dict[str, Any]] = {}
+    for k, rec in enumerate(recs):
+        key = tuple(rec["r"])
+        if key not in done:
+            ctx.progress("test split", k, len(recs), None)
+            ev = ctx.test.evaluate(rec["r"])
+            done[key] = evaluation_record(ev, len(ctx.test_archive), rec["method"], 0, k, None, split="test")
+            ctx.test_archive.append(done[key])
+        out[rec["id"]] = done[key]
+    ctx.progress("test split", len(recs), len(recs), None)
+    return out
+
+
+def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict[str, Any]],
+                   test: Mapping[str, dict[str, Any]], provenance: dict[str, Any]) -> Path:
+    """Assemble, validate and atomically write ``front.json``."""
+    from service.schema import FrontArtifact, dump_front
+
+    profile = ctx.profile
+    grid = ctx.cfg.channel.snr_grid_db
+    entries = [_config_entry(r, test[r["id"]], ctx.space, profile) for r in front_recs]
+    pareto = per_snr_pareto_ids(front_recs, ref, grid)
+    doc = {
+        "schema_version": FrontArtifact.model_fields["schema_version"].default,
+        "checksum": "",
+        "provenance": provenance,
+        "device_profile": profile.model_dump(),
+        "reference_config_id": config_id(ref),
+        "configs": entries,
+        "pareto": pareto,
+    }
+    artifact = FrontArtifact.model_validate(doc)
+    path = ctx.out / "front.json"
+    dump_front(artifact, path)
+    return path
+
+
+def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
+                 config_text: str) -> BuildContext:
+    """Check the build directory, load the model and data, and open the archives."""
+    from models.data import image_folder, load_fmnist, subset
+    from models.loading import ModelSpec, create_model
+    from service.latency import load_profile
+
+    profile = load_profile(cfg.device)  # a bad device profile fails before any work
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.yaml"
+    if (out / "archive.jsonl").exists() and not resume:
+        raise BuildError(f"{out} already holds a build; pass --resume to continue it, or choose another --out")
+    if resume and saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(config_text):
+        raise BuildError(f"{out} was built with a different config ({saved}); use a new --out to change it")
+    if not saved.exists():
+        atomic_write_text(saved, config_text)
+    spec = ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained, cfg.model.kwargs)
+    model = create_model(spec)
+    d = cfg.data
+    val_ds: Any
+    test_ds: Any
+    if d.kind == "fmnist":
+        splits = load_fmnist(d.root, d.val_size, d.split_seed)
+        val_ds, test_ds = splits.val, splits.test
+    else:
+        val_ds, test_ds = image_folder(d.val_root or "", model), image_folder(d.test_root or "", model)
+    val_ds = subset(val_ds, d.val_limit, seed=d.split_seed)
+    test_ds = subset(test_ds, d.test_limit, seed=d.split_seed)
+    depth = len(model.blocks)  # type: ignore[arg-type]  # timm ships no types
+    if cfg.split_index > depth:
+        raise BuildError(f"split_index {cfg.split_index} is beyond the model's depth {depth}")
+    ch = cfg.channel
+
+    def evaluator(ds: Any) -> Evaluator:
+        return Evaluator(model, make_batches(ds, d.batch_size), ch.kinds, ch.snr_grid_db, cfg.split_index,
+                         ch.draws, seed=cfg.search.seed)
+
+    val = evaluator(val_ds)
+    space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
+    ctx = BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, JsonlArchive(out / "archive.jsonl"),
+                       JsonlArchive(out / "test_archive.jsonl"), PlanStore(out / "plan.json"), progress)
+    ctx.sizes = {"val": len(val_ds), "test": len(test_ds)}
+    ctx.profile = profile
+    return ctx
+
+
+def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: ProgressFn | None = None,
+              config_text: str | None = None) -> Path:
+    """Run (or resume) a whole build and return the path of ``front.json``."""
+    progress = progress or (lambda *_: None)
+    torch.manual_seed(cfg.search.seed)
+    text = config_text if config_text is not None else yaml.safe_dump(cfg.model_dump(), sort_keys=False)
+    ctx = open_context(cfg, out, resume, progress, text)
+    s, grid = cfg.search, cfg.channel.snr_grid_db
+    ref = reference_record(ctx)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    marks = run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag="uniform-marks") if s.uniform_marks else []
+    by_method[s.method] = run_method(ctx, s.method, s.budget, s.seed, ref)
+    for base in s.baselines:
+        if base != s.method:
+            by_method[base] = run_method(ctx, base, s.budget, s.seed, ref)
+    atomic_write_text(out / "convergence.json", json.dumps(convergence(by_method, ref, grid)))
+
+    def with_id(rec: dict[str, Any]) -> dict[str, Any]:
+        return {**rec, "id": config_id(rec)}
+
+    searched = [with_id(r) for recs in by_method.values() for r in recs]
+    front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs)
+    keep = {c["id"] for c in front} | {config_id(ref)} | {config_id(m) for m in marks}
+    final = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
+    final = [c for i, c in enumerate(final) if c["id"] in keep and c["id"] not in {f["id"] for f in final[:i]}]
+    test = measure_on_test(ctx, final)
+    provenance = {
+        "model": cfg.model.name if cfg.model.name != "bundled" else "bundled:vit_fmnist_patch4_28",
+        "checkpoint_sha256": _checkpoint_hash(cfg),
+        "dataset": cfg.data.kind if cfg.data.kind != "fmnist" else "fashion-mnist",
+        "split_sizes": ctx.sizes,
+        "channels": [{"kind": c.label, "params": c.params()} for c in cfg.channel.kinds],
+        "snr_grid_db": grid, "seed": s.seed, "split_index": cfg.split_index, "depth": ctx.space.dim,
+        "num_patches": ctx.space.shape.num_patches, "budget": s.budget, "method": s.method,
+        "packages": _package_versions(), "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": cfg.model_dump(mode="json"),
+    }
+    return write_artifact(ctx, with_id(ref), final, test, provenance)
+
+
+def _checkpoint_hash(cfg: BuildConfig) -> str | None:
+    from models.loading import ModelSpec, checkpoint_hash
+
+    return checkpoint_hash(ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained))

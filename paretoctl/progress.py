@@ -1,0 +1,44 @@
+"""Rich progress for long builds: evaluations done, current hypervolume and ETA per phase."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class BuildProgress:
+    """A context manager whose ``update(phase, done, total, hypervolume)`` drives one bar per phase."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("HV {task.fields[hv]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console, transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> BuildProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._progress.__exit__(exc_type, exc, tb)
+
+    def update(self, phase: str, done: int, total: int, hv: float | None) -> None:
+        """Report that ``done`` of ``total`` evaluations of ``phase`` are finished."""
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(phase, total=total, completed=0, hv="-")
+        task = self._tasks[phase]
+        fields = {"hv": f"{hv:.4f}"} if hv is not None else {}
+        self._progress.update(task, total=total, completed=done, **fields)

@@ -1,0 +1,194 @@
+"""Device profiles and the latency model.
+
+A configuration's latency is edge compute, then transmission of the split tokens over the radio
+link, then server compute, each with a fixed overhead (see ``docs/internals.md``)::
+
+    edge_ms     = edge_overhead_ms   + 1000 * gflops_edge   / edge_gflops_per_s
+    transmit_ms = link_overhead_ms   + 1000 * channel_uses  / symbol_rate_hz
+    server_ms   = server_overhead_ms + 1000 * gflops_server / server_gflops_per_s
+    total_ms    = edge_ms + transmit_ms + server_ms
+
+Profiles live as YAML files in ``configs/devices/`` (one per device class; the file stem is the name
+the service's ``device=`` parameter takes). They are measured, not guessed, where possible:
+``paretoctl profile`` fits ``edge_gflops_per_s`` and ``edge_overhead_ms`` on the local machine.
+
+Example:
+    >>> p = DeviceProfile(name="x", edge_gflops_per_s=20, server_gflops_per_s=2000, symbol_rate_hz=1e6)
+    >>> predict_latency(0.1, 0.2, 10_000, p).total_ms
+    15.1
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from service.schema import DeviceProfile, LatencyRecord
+
+__all__ = [
+    "PROFILE_FIELDS",
+    "DeviceProfile",
+    "LatencyBreakdown",
+    "ProfileError",
+    "fit_overhead_and_rate",
+    "latency_parts",
+    "list_profiles",
+    "load_profile",
+    "load_profiles",
+    "predict_latency",
+    "profile_from_mapping",
+    "profile_path",
+]
+
+LatencyBreakdown = LatencyRecord
+"""Per-stage latency in milliseconds (``edge_ms``, ``transmit_ms``, ``server_ms``, ``total_ms``)."""
+
+PROFILE_FIELDS: tuple[str, ...] = tuple(DeviceProfile.model_fields)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""Profile names: a file stem, so a name from a query string can never walk out of the directory."""
+
+
+class ProfileError(ValueError):
+    """A device profile file is missing or invalid; the message names the file and the field."""
+
+
+def latency_parts(gflops_edge: float, gflops_server: float, channel_uses: float,
+                  profile: DeviceProfile) -> tuple[float, float, float, float]:
+    """``(edge_ms, transmit_ms, server_ms, total_ms)`` as plain floats (the policy's hot path)."""
+    edge = profile.edge_overhead_ms + 1000.0 * gflops_edge / profile.edge_gflops_per_s
+    link = profile.link_overhead_ms + 1000.0 * channel_uses / profile.symbol_rate_hz
+    server = profile.server_overhead_ms + 1000.0 * gflops_server / profile.server_gflops_per_s
+    return edge, link, server, edge + link + server
+
+
+def predict_latency(gflops_edge: float, gflops_server: float, channel_uses: float,
+                    profile: DeviceProfile) -> LatencyBreakdown:
+    """Latency of one inference split between edge and server (formula in the module docstring).
+
+    Args:
+        gflops_edge: GFLOPs run on the device (blocks before the split).
+        gflops_server: GFLOPs run on the server (blocks after the split and the head).
+        channel_uses: complex symbols sent over the link.
+        profile: the device, link and server speeds.
+    """
+    edge, link, server, total = latency_parts(gflops_edge, gflops_server, channel_uses, profile)
+    return LatencyBreakdown(edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=total)
+
+
+def load_profile(path: str | Path) -> DeviceProfile:
+    """Read a device profile YAML file.
+
+    The ``name`` defaults to the file stem. Unknown keys are refused (a misspelt
+    ``edge_gflops_per_sec`` would otherwise silently fall back to nothing).
+
+    Raises:
+        ProfileError: unreadable file, not a mapping, unknown key, missing or non-positive rate.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read device profile: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a device profile must be a YAML mapping of {list(PROFILE_FIELDS)}")
+    return profile_from_mapping(raw, source=str(path), default_name=path.stem)
+
+
+def profile_from_mapping(raw: dict[str, Any], source: str = "<profile>",
+                         default_name: str | None = None) -> DeviceProfile:
+    """Validate a profile mapping, with errors that name ``source`` and the field."""
+    unknown = sorted(set(raw) - set(PROFILE_FIELDS))
+    if unknown:
+        raise ProfileError(f"{source}: unknown field(s) {unknown}; allowed: {list(PROFILE_FIELDS)}")
+    data = dict(raw)
+    if default_name is not None:
+        data.setdefault("name", default_name)
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "<profile>"
+            msg = "missing field" if err["type"] == "missing" else err["msg"]
+            msgs.append(f"field {field!r}: {msg}")
+        raise ProfileError(f"{source}: " + "; ".join(msgs)) from None
+
+
+def profile_path(name: str, devices_dir: str | Path) -> Path:
+    """Path of the profile called ``name`` in ``devices_dir``.
+
+    Raises:
+        ProfileError: ``name`` is not a plain file stem (no separators, no ``..``).
+    """
+    if not _NAME_RE.match(name):
+        raise ProfileError(f"invalid device profile name {name!r}")
+    return Path(devices_dir) / f"{name}.yaml"
+
+
+def list_profiles(devices_dir: str | Path) -> list[str]:
+    """Names (file stems) of the ``*.yaml`` profiles in ``devices_dir``, sorted."""
+    d = Path(devices_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p.stem for p in d.glob("*.yaml") if _NAME_RE.match(p.stem))
+
+
+def load_profiles(devices_dir: str | Path) -> tuple[dict[str, DeviceProfile], dict[str, str]]:
+    """Load every profile in ``devices_dir``.
+
+    A bad file does not stop the others from loading (a service should still start with the good
+    ones); its error is returned instead.
+
+    Returns:
+        ``(profiles by name, error message by name)``.
+    """
+    good: dict[str, DeviceProfile] = {}
+    bad: dict[str, str] = {}
+    for name in list_profiles(devices_dir):
+        try:
+            good[name] = load_profile(profile_path(name, devices_dir))
+        except ProfileError as exc:
+            bad[name] = str(exc)
+    return good, bad
+
+
+def fit_overhead_and_rate(gflops: list[float], times_ms: list[float]) -> tuple[float, float]:
+    """Least-squares fit of ``time_ms = overhead_ms + 1000 * gflops / rate``.
+
+    This is how a profile is calibrated: time the model at several merge schedules (different
+    GFLOPs), then the slope gives the sustained rate and the intercept the fixed overhead.
+
+    Args:
+        gflops: GFLOPs of each measured run (at least two distinct values).
+        times_ms: its measured time.
+
+    Returns:
+        ``(overhead_ms, gflops_per_s)``; the overhead is clipped at 0 (a negative intercept is
+        measurement noise, not time travel).
+
+    Raises:
+        ProfileError: fewer than two distinct GFLOPs, or time not increasing with GFLOPs.
+
+    Example:
+        >>> fit_overhead_and_rate([1.0, 2.0, 3.0], [52.0, 102.0, 152.0])
+        (2.0, 20.0)
+    """
+    n = len(gflops)
+    if n != len(times_ms) or n < 2 or len(set(gflops)) < 2:
+        raise ProfileError("need timings at two or more distinct GFLOPs to fit a profile")
+    mg = sum(gflops) / n
+    mt = sum(times_ms) / n
+    var = sum((g - mg) ** 2 for g in gflops)
+    cov = sum((g - mg) * (t - mt) for g, t in zip(gflops, times_ms, strict=True))
+    slope = cov / var  # ms per GFLOP
+    if slope <= 0:
+        raise ProfileError(f"time does not grow with GFLOPs (slope {slope:.3g} ms/GFLOP): the timings are "
+                           "too noisy; use more repeats or a larger batch")
+    return max(0.0, mt - slope * mg), 1000.0 / slope

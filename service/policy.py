@@ -1,0 +1,333 @@
+"""Policy selection: (front, SNR, latency budget) -> which merge schedule to run.
+
+One pure function, :func:`select`, shared by the service, the CLI and the edge SDK (offline
+fallback), so that a device and the server never disagree about what a front means.
+
+Rule:
+    1. Latency of every configuration is recomputed from its costs (edge/server GFLOPs, channel
+       uses) with the given device profile, or the front's own profile.
+    2. Of the configurations with ``latency <= latency_ms``, choose the one with the highest
+       **validation** accuracy at the requested SNR (configurations are chosen on validation data;
+       the test split is only reported). Ties go to the lower latency, then to the smaller id.
+    3. ``min_accuracy`` (on the same validation figure) is a constraint: if the chosen
+       configuration is below it, nothing within the budget meets it, and the decision is
+       infeasible.
+
+SNR between and outside grid points (accuracies are only measured at the grid points, and the
+decision must never promise more than was measured):
+    * at a grid point: that point;
+    * strictly between two grid points: the **lower** of the accuracies at the two neighbours, for
+      each configuration separately (conservative even where accuracy is not monotone in SNR);
+    * above the grid: the top grid point (a better channel than was measured, so conservative);
+    * below the grid: the lowest grid point, with ``extrapolated=True`` and a warning, since that
+      accuracy was measured at a *better* channel than the one reported and may be optimistic.
+
+The reported (test) accuracy follows the same rule, independently of validation.
+
+Speed: everything that does not depend on the query (latencies under a profile, the
+latency-sorted order, and for every (channel, grid point or pair of neighbouring points) the
+conservative accuracies and a running arg-max along latency) is built once per (front, profile) and
+cached on the front, so a call is a bisection and a few lookups.
+
+Example:
+    >>> from tests.fronts import make_front          # doctest: +SKIP
+    >>> d = select(make_front(), snr_db=7.5, latency_ms=5.0)  # doctest: +SKIP
+    >>> d.feasible, d.snr_used_db                    # doctest: +SKIP
+    (True, [5.0, 10.0])
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.latency import LatencyBreakdown, latency_parts
+from service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops
+
+_SNR_TOL = 1e-9
+_INDEX_KEY = "policy_index"
+_MAX_CACHED_PROFILES = 16
+
+DecisionSource = Literal["local", "server", "cache"]
+
+
+class PolicyError(ValueError):
+    """A query the policy cannot answer (bad number, unknown channel); the message names the input.
+
+    Attributes:
+        param: the offending parameter (``snr_db``, ``latency_ms``, ``channel``, ``min_accuracy``).
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class UnknownChannelError(PolicyError):
+    """The requested channel kind is not one the front was built for."""
+
+
+class AccuracyEstimate(BaseModel):
+    """An accuracy figure with its standard error, and the split it was measured on.
+
+    Immutable, so that the policy index can build each one once and share it between decisions.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mean: float
+    stderr: float
+    split: Literal["val", "test"]
+
+
+class Decision(BaseModel):
+    """The policy's answer.
+
+    Attributes:
+        feasible: a configuration satisfies the budget (and ``min_accuracy``).
+        reason: why not, when infeasible.
+        config_id: the chosen configuration (None when infeasible).
+        proportions: its per-layer merge proportions.
+        r: its per-layer merged-token counts, the schedule to apply on the device.
+        predicted_accuracy: test-split accuracy at the SNR (SNR rule applied): what to expect.
+        validation_accuracy: validation-split accuracy used for the choice.
+        latency: predicted latency breakdown under the profile.
+        gflops: compute (total, edge, server).
+        tokens_sent: tokens transmitted at the split.
+        channel_uses: complex channel symbols transmitted.
+        channel: channel kind the accuracies refer to.
+        snr_db: the SNR asked for.
+        snr_used_db: the grid point(s) whose accuracies were used.
+        extrapolated: the SNR is below the grid (accuracy may be optimistic).
+        warnings: human-readable caveats.
+        latency_budget_ms: the budget asked for.
+        min_accuracy: the accuracy floor asked for, if any.
+        fastest_latency_ms: the lowest latency of any configuration on the front under this profile.
+        fastest_latency_meeting_min_accuracy_ms: with ``min_accuracy``, the lowest latency of a
+            configuration that meets it at this SNR (None if none does).
+        best_accuracy_within_budget: best validation accuracy at this SNR within the budget
+            (None if nothing fits).
+        device_profile: name of the profile the latencies were computed with.
+        front_version: the front's schema version.
+        front_checksum: the front's checksum.
+        source: ``local`` (computed in this process), ``server`` (from the policy service) or
+            ``cache`` (an SDK answering from its cached front because the server was unreachable).
+    """
+
+    feasible: bool
+    reason: str | None = None
+    config_id: str | None = None
+    proportions: list[float] | None = None
+    r: list[int] | None = None
+    predicted_accuracy: AccuracyEstimate | None = None
+    validation_accuracy: AccuracyEstimate | None = None
+    latency: LatencyBreakdown | None = None
+    gflops: Gflops | None = None
+    tokens_sent: int | None = None
+    channel_uses: int | None = None
+    channel: str
+    snr_db: float
+    snr_used_db: list[float]
+    extrapolated: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    latency_budget_ms: float
+    min_accuracy: float | None = None
+    fastest_latency_ms: float
+    fastest_latency_meeting_min_accuracy_ms: float | None = None
+    best_accuracy_within_budget: float | None = None
+    device_profile: str
+    front_version: str
+    front_checksum: str | None = None
+    source: DecisionSource = "local"
+
+
+@dataclass(frozen=True)
+class _SnrView:
+    """Per (channel, SNR key): conservative accuracies by latency rank, and the running best.
+
+    ``best[j]`` is the rank (in latency order) of the best configuration among ranks ``0..j``
+    (highest validation accuracy; ties to the earlier rank, i.e. lower latency, then smaller id).
+    """
+
+    val: tuple[AccuracyEstimate, ...]  # by latency rank
+    test: tuple[AccuracyEstimate, ...]
+    best: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _ProfileIndex:
+    """Everything query-independent for one (front, profile)."""
+
+    profile_name: str
+    configs: tuple[FrontConfig, ...]  # in latency order (ties by id)
+    totals: tuple[float, ...]  # total latency by rank, ascending
+    breakdowns: tuple[LatencyBreakdown, ...]
+    views: dict[tuple[str, int, int], _SnrView]
+
+
+def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
+    """Latency-sort the configurations and precompute every (channel, SNR key) view."""
+    rows = []
+    for cfg in front.configs:
+        e, t, s, tot = latency_parts(cfg.gflops.edge, cfg.gflops.server, cfg.channel_uses, profile)
+        rows.append((tot, cfg.id, cfg, LatencyBreakdown.model_construct(
+            edge_ms=e, transmit_ms=t, server_ms=s, total_ms=tot)))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    configs = tuple(row[2] for row in rows)
+    n_grid = len(front.provenance.snr_grid_db)
+    keys = [(k, k) for k in range(n_grid)] + [(k, k + 1) for k in range(n_grid - 1)]
+    views: dict[tuple[str, int, int], _SnrView] = {}
+    for kind in front.provenance.channel_kinds:
+        for lo, hi in keys:
+            val = tuple(_conservative(c.accuracy_val[kind], lo, hi, "val") for c in configs)
+            test = tuple(_conservative(c.accuracy_test[kind], lo, hi, "test") for c in configs)
+            best: list[int] = []
+            for j, est in enumerate(val):
+                if not best or est.mean > val[best[-1]].mean:
+                    best.append(j)
+                else:
+                    best.append(best[-1])
+            views[(kind, lo, hi)] = _SnrView(val=val, test=test, best=tuple(best))
+    return _ProfileIndex(profile_name=profile.name, configs=configs, totals=tuple(r[0] for r in rows),
+                         breakdowns=tuple(r[3] for r in rows), views=views)
+
+
+def _conservative(points: list[AccuracyAtSnr], lo: int, hi: int, split: Literal["val", "test"]) -> AccuracyEstimate:
+    """The lower-accuracy point of ``points[lo]`` and ``points[hi]`` (its mean and stderr)."""
+    a, b = points[lo], points[hi]
+    p = a if a.mean <= b.mean else b
+    return AccuracyEstimate.model_construct(mean=p.mean, stderr=p.stderr, split=split)
+
+
+def policy_index(front: FrontArtifact, profile: DeviceProfile | None = None) -> _ProfileIndex:
+    """The cached index of ``front`` under ``profile`` (the front's own profile by default).
+
+    Cached on the (immutable) artifact itself, keyed by the (hashable, immutable) profile, so a
+    reloaded front gets fresh indexes and an old one's are freed with it.
+    """
+    prof = profile if profile is not None else front.device_profile
+    cache: dict[DeviceProfile, _ProfileIndex] = front._derived.setdefault(_INDEX_KEY, {})
+    idx = cache.get(prof)
+    if idx is None:
+        if len(cache) >= _MAX_CACHED_PROFILES:
+            cache.clear()
+        idx = cache[prof] = _build_index(front, prof)
+    return idx
+
+
+def snr_key(grid: list[float], snr_db: float) -> tuple[int, int, bool]:
+    """Grid indices ``(lo, hi)`` whose accuracies apply at ``snr_db``, and the extrapolation flag.
+
+    ``lo == hi`` at a grid point, above the grid and below it; ``hi == lo + 1`` strictly between.
+    """
+    if snr_db < grid[0] - _SNR_TOL:
+        return 0, 0, True
+    k = bisect_right(grid, snr_db + _SNR_TOL) - 1
+    if k >= len(grid) - 1:
+        return len(grid) - 1, len(grid) - 1, False
+    if abs(grid[k] - snr_db) <= _SNR_TOL:
+        return k, k, False
+    return k, k + 1, False
+
+
+def _check_number(param: str, value: float) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise PolicyError(param, f"{param} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise PolicyError(param, f"{param} must be finite, got {value!r}")
+    return x
+
+
+def select(
+    front: FrontArtifact,
+    snr_db: float,
+    latency_ms: float,
+    *,
+    channel: str | None = None,
+    min_accuracy: float | None = None,
+    profile: DeviceProfile | None = None,
+) -> Decision:
+    """Choose the most accurate configuration within a latency budget at an SNR.
+
+    See the module docstring for the full rule; in short: validation accuracy chooses, test accuracy
+    is reported, between grid points the lower neighbour's accuracy counts, below the grid the
+    lowest point is used and the decision is marked ``extrapolated``.
+
+    Args:
+        front: the loaded artifact.
+        snr_db: the link's current SNR (Es/N0, dB).
+        latency_ms: end-to-end latency budget (ms, > 0).
+        channel: channel kind; defaults to the front's first channel.
+        min_accuracy: optional floor on the (validation) accuracy, in [0, 1].
+        profile: device profile for the latencies; defaults to the front's.
+
+    Returns:
+        A :class:`Decision`; ``feasible=False`` (with ``fastest_latency_ms`` and, for
+        ``min_accuracy``, ``best_accuracy_within_budget``) when nothing qualifies.
+
+    Raises:
+        PolicyError: non-finite SNR, non-positive or non-finite budget, ``min_accuracy`` outside
+            [0, 1].
+        UnknownChannelError: ``channel`` is not on the front.
+    """
+    snr = _check_number("snr_db", snr_db)
+    budget = _check_number("latency_ms", latency_ms)
+    if budget <= 0:
+        raise PolicyError("latency_ms", f"latency_ms must be > 0, got {latency_ms!r}")
+    floor = None
+    if min_accuracy is not None:
+        floor = _check_number("min_accuracy", min_accuracy)
+        if not 0.0 <= floor <= 1.0:
+            raise PolicyError("min_accuracy", f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
+    kinds = front.provenance.channel_kinds
+    kind = kinds[0] if channel is None else channel
+    if kind not in kinds:
+        raise UnknownChannelError("channel", f"unknown channel {channel!r}; this front has {kinds}")
+
+    idx = policy_index(front, profile)
+    grid = front.provenance.snr_grid_db
+    lo, hi, extrapolated = snr_key(grid, snr)
+    view = idx.views[(kind, lo, hi)]
+    used = [grid[lo]] if lo == hi else [grid[lo], grid[hi]]
+    warnings = []
+    if extrapolated:
+        warnings.append(
+            f"SNR {snr:g} dB is below the lowest grid point ({grid[0]:g} dB): the accuracy shown was "
+            f"measured at {grid[0]:g} dB, a better channel than requested, and may be optimistic")
+
+    n_fit = bisect_right(idx.totals, budget)
+    common: dict[str, Any] = {
+        "channel": kind, "snr_db": snr, "snr_used_db": used, "extrapolated": extrapolated,
+        "warnings": warnings, "latency_budget_ms": budget, "min_accuracy": floor,
+        "fastest_latency_ms": idx.totals[0], "device_profile": idx.profile_name,
+        "front_version": front.schema_version, "front_checksum": front.checksum,
+    }
+    if floor is not None:
+        common["fastest_latency_meeting_min_accuracy_ms"] = next(
+            (idx.totals[j] for j, est in enumerate(view.val) if est.mean >= floor), None)
+    if n_fit == 0:
+        return Decision.model_construct(
+            feasible=False, reason=(f"no configuration fits {budget:g} ms under profile "
+                                    f"{idx.profile_name!r}; the fastest takes {idx.totals[0]:.4g} ms"),
+            **common)
+    j = view.best[n_fit - 1]
+    best_val = view.val[j].mean
+    common["best_accuracy_within_budget"] = best_val
+    if floor is not None and best_val < floor:
+        return Decision.model_construct(
+            feasible=False, reason=(f"no configuration within {budget:g} ms reaches accuracy {floor:g} "
+                                    f"at {snr:g} dB on {kind}; the best is {best_val:.4g}"),
+            **common)
+    cfg = idx.configs[j]
+    return Decision.model_construct(
+        feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
+        predicted_accuracy=view.test[j], validation_accuracy=view.val[j],
+        latency=idx.breakdowns[j], gflops=cfg.gflops, tokens_sent=cfg.tokens_sent,
+        channel_uses=cfg.channel_uses, **common)
+

@@ -1,0 +1,470 @@
+"""The front artifact (``front.json``): pydantic models, checksum, atomic writing and strict loading.
+
+The artifact is the one thing that travels from the (torch) build to the (torch-free) service and
+edge devices, so its reader is strict: a document that is malformed, of a schema version this code
+does not know, or whose checksum does not match its content is refused with a
+:class:`FrontLoadError` whose ``reason`` says which, and whose message names the offending field.
+
+The checksum is SHA-256 over the *canonical JSON* of the parsed document without its ``checksum``
+key (``sort_keys``, compact separators, ``ensure_ascii=False``, ``allow_nan=False``), computed on
+the parsed JSON rather than on a pydantic re-dump, so that any writer and any reader agree byte for
+byte. See ``docs/internals.md`` for the layout.
+
+Example:
+    >>> art = load_front("runs/build/front.json")  # doctest: +SKIP
+    >>> art.provenance.snr_grid_db                   # doctest: +SKIP
+    [-5.0, 0.0, 5.0, 10.0, 20.0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+SCHEMA_VERSION: Final = "paretoctl.front/1"
+"""The schema version this code writes and reads."""
+
+KNOWN_SCHEMA_VERSIONS: frozenset[str] = frozenset({SCHEMA_VERSION})
+"""Versions :func:`load_front` accepts; anything else is refused with reason ``"version"``."""
+
+CHECKSUM_PREFIX = "sha256:"
+
+FrontLoadReason = Literal["malformed", "version", "checksum"]
+ConfigSource = Literal["reference", "uniform", "botorch", "sobol", "nsga2"]
+
+_SNR_TOL = 1e-9
+"""Tolerance when matching an accuracy entry's ``snr_db`` to the grid (the values are copied, not computed)."""
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+PosFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class FrontLoadError(ValueError):
+    """A front document was refused.
+
+    Attributes:
+        reason: ``"malformed"`` (not JSON, wrong structure or a broken invariant), ``"version"``
+            (a schema version this code does not know) or ``"checksum"`` (content does not match
+            the recorded checksum: corrupted or edited by hand).
+        message: what is wrong, naming the field where there is one.
+    """
+
+    def __init__(self, reason: FrontLoadReason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason: FrontLoadReason = reason
+        self.message = message
+
+
+class _Model(BaseModel):
+    """Base of every artifact model: unknown keys are errors and instances are immutable.
+
+    Forbidding extra keys keeps a typo in a writer from silently producing a document that loads
+    without the field it meant to set; immutability lets the policy cache derived index structures
+    on an artifact without worrying that it changes underneath.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelSpec(_Model):
+    """A channel the front was evaluated on.
+
+    Attributes:
+        kind: ``ideal``, ``awgn``, ``rayleigh``, ``rician`` (see ``channel_sim.channels``).
+        params: the parameters given to ``make_channel`` (e.g. ``k_factor``, ``block``).
+    """
+
+    kind: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitSizes(_Model):
+    """Number of images in the validation and test splits used for the accuracies."""
+
+    val: int = Field(ge=0)
+    test: int = Field(ge=0)
+
+
+class Provenance(_Model):
+    """Where the front came from, enough to reproduce it.
+
+    Attributes:
+        model: model name (timm name or ``bundled``).
+        checkpoint_sha256: hex SHA-256 of the weights (``None`` for random init, e.g. smoke tests).
+        dataset: data set name.
+        split_sizes: validation/test images.
+        channels: the channels evaluated; their kinds key the accuracy tables.
+        snr_grid_db: the SNR grid (Es/N0, dB), strictly increasing.
+        seed: the build's seed.
+        split_index: edge/server split: blocks ``[0, split_index)`` run on the edge.
+        depth: number of transformer blocks (length of every schedule).
+        num_patches: patch tokens entering block 0 (prefix tokens not counted).
+        budget: evaluations the search was allowed.
+        method: search method (``botorch``, ``sobol``, ...).
+        packages: versions of the packages that built the front.
+        built_at: build time, ISO 8601 UTC.
+        config: the build config as given.
+    """
+
+    model: str
+    checkpoint_sha256: str | None = None
+    dataset: str
+    split_sizes: SplitSizes
+    channels: list[ChannelSpec] = Field(min_length=1)
+    snr_grid_db: list[FiniteFloat] = Field(min_length=1)
+    seed: int
+    split_index: int = Field(ge=0)
+    depth: int = Field(ge=1)
+    num_patches: int = Field(ge=1)
+    budget: int = Field(ge=0)
+    method: str
+    packages: dict[str, str] = Field(default_factory=dict)
+    built_at: datetime
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Provenance:
+        grid = self.snr_grid_db
+        for i in range(1, len(grid)):
+            if not grid[i] > grid[i - 1]:
+                raise ValueError(f"snr_grid_db must be strictly increasing; entry {i} ({grid[i]}) "
+                                 f"is not above entry {i - 1} ({grid[i - 1]})")
+        kinds = [c.kind for c in self.channels]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"channels: duplicate kind in {kinds}")
+        if self.split_index > self.depth:
+            raise ValueError(f"split_index ({self.split_index}) exceeds depth ({self.depth})")
+        return self
+
+    @property
+    def channel_kinds(self) -> list[str]:
+        """The channel kinds, in provenance order (the first is the default channel)."""
+        return [c.kind for c in self.channels]
+
+
+class DeviceProfile(_Model):
+    """Speeds and fixed costs of an edge device, its radio link and the server.
+
+    Used by ``service.latency.predict_latency``; recorded in the front as the profile the front's
+    latencies were computed with. Rates must be positive (a zero rate would mean infinite latency,
+    which is a configuration error, not a device).
+
+    Attributes:
+        name: profile name (file stem under ``configs/devices/``).
+        edge_gflops_per_s: sustained edge compute on this model, GFLOP/s.
+        server_gflops_per_s: sustained server compute, GFLOP/s.
+        symbol_rate_hz: complex channel symbols per second of the radio link.
+        edge_overhead_ms: fixed per-inference edge cost (launch, pre-processing).
+        link_overhead_ms: fixed per-transfer link cost (framing, access, propagation).
+        server_overhead_ms: fixed per-request server cost.
+    """
+
+    name: str = Field(min_length=1)
+    edge_gflops_per_s: PosFloat
+    server_gflops_per_s: PosFloat
+    symbol_rate_hz: PosFloat
+    edge_overhead_ms: NonNegFloat = 0.0
+    link_overhead_ms: NonNegFloat = 0.0
+    server_overhead_ms: NonNegFloat = 0.0
+
+
+class AccuracyAtSnr(_Model):
+    """Measured top-1 accuracy at one grid SNR.
+
+    Attributes:
+        snr_db: the grid SNR (dB).
+        mean: accuracy in [0, 1], averaged over images and channel draws.
+        stderr: standard error of ``mean``.
+        n_images: images evaluated.
+        n_draws: channel noise draws per image.
+    """
+
+    snr_db: FiniteFloat
+    mean: Fraction
+    stderr: NonNegFloat
+    n_images: int = Field(ge=1)
+    n_draws: int = Field(ge=1)
+
+
+class Gflops(_Model):
+    """Forward-pass GFLOPs (2 x MACs): the whole model, the edge part and the server part."""
+
+    total: NonNegFloat
+    edge: NonNegFloat
+    server: NonNegFloat
+
+
+class LatencyRecord(_Model):
+    """Latency of a configuration under the front's device profile, in milliseconds."""
+
+    edge_ms: NonNegFloat
+    transmit_ms: NonNegFloat
+    server_ms: NonNegFloat
+    total_ms: NonNegFloat
+
+
+class FrontConfig(_Model):
+    """One merge schedule with its costs and measured accuracies.
+
+    Attributes:
+        id: unique id (the reference is ``unmerged``).
+        source: what proposed it.
+        proportions: per-layer merge proportions p_l in [0, 1].
+        r: per-layer tokens merged.
+        tokens_per_layer: tokens entering each layer, prefix tokens included.
+        gflops: compute cost.
+        tokens_sent: tokens transmitted at the split.
+        channel_uses: complex channel symbols for them (side information included).
+        latency: latency under the front's device profile.
+        accuracy_val: channel kind -> one entry per grid SNR, validation split (used for selection).
+        accuracy_test: the same on the test split (reported as the predicted accuracy).
+    """
+
+    id: str = Field(min_length=1)
+    source: ConfigSource
+    proportions: list[Fraction]
+    r: list[Annotated[int, Field(ge=0)]]
+    tokens_per_layer: list[Annotated[int, Field(ge=1)]]
+    gflops: Gflops
+    tokens_sent: int = Field(ge=0)
+    channel_uses: int = Field(ge=0)
+    latency: LatencyRecord
+    accuracy_val: dict[str, list[AccuracyAtSnr]]
+    accuracy_test: dict[str, list[AccuracyAtSnr]]
+
+
+class ParetoSet(_Model):
+    """Ids of the non-dominated configurations for one (channel, SNR) of the grid."""
+
+    channel: str
+    snr_db: FiniteFloat
+    config_ids: list[str]
+
+
+class FrontArtifact(_Model):
+    """The whole front document.
+
+    ``checksum`` is ``None`` on an artifact built in memory; :func:`dump_front` computes it when
+    writing, and :func:`load_front` checks it when reading.
+    """
+
+    schema_version: Literal["paretoctl.front/1"] = SCHEMA_VERSION
+    checksum: str | None = None
+    provenance: Provenance
+    device_profile: DeviceProfile
+    reference_config_id: str
+    configs: list[FrontConfig] = Field(min_length=1)
+    pareto: list[ParetoSet] = Field(default_factory=list)
+
+    _derived: dict[str, Any] = PrivateAttr(default_factory=dict)
+    """Cache for views derived by other modules (e.g. the policy's index); never serialised."""
+
+    @model_validator(mode="after")
+    def _check_invariants(self) -> FrontArtifact:
+        prov = self.provenance
+        grid = prov.snr_grid_db
+        kinds = set(prov.channel_kinds)
+        ids: set[str] = set()
+        for i, cfg in enumerate(self.configs):
+            where = f"configs[{i}] (id {cfg.id!r})"
+            if cfg.id in ids:
+                raise ValueError(f"{where}: duplicate id")
+            ids.add(cfg.id)
+            for name in ("proportions", "r", "tokens_per_layer"):
+                n = len(getattr(cfg, name))
+                if n != prov.depth:
+                    raise ValueError(f"{where}.{name}: length {n}, expected depth {prov.depth}")
+            for split in ("accuracy_val", "accuracy_test"):
+                table: dict[str, list[AccuracyAtSnr]] = getattr(cfg, split)
+                if set(table) != kinds:
+                    raise ValueError(f"{where}.{split}: channels {sorted(table)} do not match "
+                                     f"provenance.channels {sorted(kinds)}")
+                for kind, points in table.items():
+                    _check_grid_points(f"{where}.{split}.{kind}", points, grid)
+        if self.reference_config_id not in ids:
+            raise ValueError(f"reference_config_id {self.reference_config_id!r} is not a config id")
+        for j, entry in enumerate(self.pareto):
+            where = f"pareto[{j}]"
+            if entry.channel not in kinds:
+                raise ValueError(f"{where}.channel {entry.channel!r} is not in provenance.channels")
+            if not any(abs(entry.snr_db - g) <= _SNR_TOL for g in grid):
+                raise ValueError(f"{where}.snr_db {entry.snr_db} is not a grid SNR")
+            missing = [cid for cid in entry.config_ids if cid not in ids]
+            if missing:
+                raise ValueError(f"{where}.config_ids: unknown ids {missing}")
+        return self
+
+    def config(self, config_id: str) -> FrontConfig:
+        """The configuration with this id (``KeyError`` if absent)."""
+        for cfg in self.configs:
+            if cfg.id == config_id:
+                return cfg
+        raise KeyError(config_id)
+
+
+def _check_grid_points(where: str, points: list[AccuracyAtSnr], grid: list[float]) -> None:
+    """Raise unless ``points`` has one entry per grid SNR, in grid order."""
+    if len(points) != len(grid):
+        raise ValueError(f"{where}: {len(points)} entries, expected one per grid SNR ({len(grid)})")
+    for k, (p, g) in enumerate(zip(points, grid, strict=True)):
+        if abs(p.snr_db - g) > _SNR_TOL:
+            raise ValueError(f"{where}[{k}].snr_db is {p.snr_db}, expected grid SNR {g}")
+
+
+def canonical_json(doc: Mapping[str, Any]) -> bytes:
+    """The canonical UTF-8 JSON bytes that the checksum is computed over."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def compute_checksum(doc: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` over the canonical JSON of ``doc`` without its ``checksum`` key.
+
+    Args:
+        doc: the parsed JSON document (a plain dict, as ``json.loads`` returns it).
+    """
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return CHECKSUM_PREFIX + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def artifact_document(artifact: FrontArtifact) -> dict[str, Any]:
+    """The JSON document of ``artifact`` with its checksum computed (what :func:`dump_front` writes).
+
+    The checksum is computed on the round-tripped JSON so that it matches what a reader parses.
+    """
+    body = artifact.model_dump(mode="json", exclude={"checksum"})
+    body = json.loads(json.dumps(body, allow_nan=False))
+    return {"schema_version": body["schema_version"], "checksum": compute_checksum(body),
+            **{k: v for k, v in body.items() if k != "schema_version"}}
+
+
+def dump_front(artifact: FrontArtifact, path: str | os.PathLike[str]) -> FrontArtifact:
+    """Write ``artifact`` to ``path`` atomically, computing its checksum.
+
+    The document goes to a temporary file in the same directory, is flushed and fsynced, then
+    ``os.replace``-d over ``path``: a reader (the service reloading, a device syncing) sees either
+    the old file or the new one, never half of one.
+
+    Returns:
+        The artifact with its ``checksum`` set (as a reader will load it).
+    """
+    doc = artifact_document(artifact)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+    atomic_write_bytes(target, data)
+    written = artifact.model_copy(update={"checksum": doc["checksum"]})
+    written._derived = {}  # model_copy shares private state; derived views belong to one object
+    return written
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` via a temp file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name} (NaN/Infinity are not allowed)")
+
+
+def parse_front_document(data: bytes | str) -> dict[str, Any]:
+    """Parse JSON bytes into a dict, refusing NaN/Infinity and non-object documents.
+
+    Raises:
+        FrontLoadError: reason ``"malformed"``.
+    """
+    try:
+        doc = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrontLoadError("malformed", f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FrontLoadError("malformed", f"top level must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def front_from_document(doc: Mapping[str, Any]) -> FrontArtifact:
+    """Check version, checksum and schema of a parsed document, in that order.
+
+    The version is checked first (a newer format may checksum differently), then the checksum (so a
+    hand-edited value is reported as tampering even if it also breaks an invariant), then the
+    structure and invariants.
+
+    Raises:
+        FrontLoadError: with the reason and the offending field.
+    """
+    version = doc.get("schema_version")
+    if version is None:
+        raise FrontLoadError("malformed", "missing field 'schema_version'")
+    if version not in KNOWN_SCHEMA_VERSIONS:
+        raise FrontLoadError("version", f"schema_version {version!r} is not supported "
+                             f"(this code reads {sorted(KNOWN_SCHEMA_VERSIONS)})")
+    recorded = doc.get("checksum")
+    if not isinstance(recorded, str) or not recorded:
+        raise FrontLoadError("malformed", "missing field 'checksum'")
+    try:
+        actual = compute_checksum(doc)
+    except ValueError as exc:
+        raise FrontLoadError("malformed", f"cannot canonicalise document: {exc}") from None
+    if recorded != actual:
+        raise FrontLoadError("checksum", f"checksum mismatch: recorded {recorded}, content hashes to "
+                             f"{actual} (the file was modified or corrupted)")
+    try:
+        return FrontArtifact.model_validate(doc)
+    except ValidationError as exc:
+        raise FrontLoadError("malformed", format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """Pydantic errors as ``loc.path: message`` lines (the first few), naming each field."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "missing field" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    extra = exc.error_count() - limit
+    if extra > 0:
+        parts.append(f"... and {extra} more")
+    return "; ".join(parts)
+
+
+def load_front(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> FrontArtifact:
+    """Load and verify a front artifact.
+
+    Args:
+        source: a path to ``front.json`` (``str`` or ``PathLike``), or the document's bytes.
+
+    Raises:
+        FrontLoadError: ``reason`` ``"malformed"`` (unreadable file, invalid JSON, missing or
+            invalid field, broken invariant), ``"version"`` or ``"checksum"``.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise FrontLoadError("malformed", f"cannot read front file {str(source)!r}: "
+                                 f"{exc.strerror or exc}") from None
+    return front_from_document(parse_front_document(data))
+

@@ -1,0 +1,105 @@
+"""Analytic FLOPs: hand-computed on a tiny ViT, and within 2% of torch's FlopCounterMode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch.utils.flop_counter import FlopCounterMode
+
+import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from models.flops import analytic_cost
+from models.patch import apply_merging
+from models.schedule import constant_r, decreasing_r, resolve_schedule
+
+
+def tiny_vit() -> VisionTransformer:
+    # 8x8 grey image, 4x4 patches -> 4 patches + cls; D = 8, 2 heads of 4, MLP 16, 2 blocks, 3 classes.
+    return VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=8, depth=2,
+                             num_heads=2, mlp_ratio=2.0).eval()
+
+
+def counted_gflops(model: torch.nn.Module, images: torch.Tensor) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(images)
+    return counter.get_total_flops() / 1e9
+
+
+def test_tiny_vit_hand_computed() -> None:
+    model = tiny_vit()
+    report = analytic_cost(model, [1, 0], split=1)
+    # patch conv: 2 * 4 patches * (8 * 1 * 4 * 4) = 1024
+    # block 0, N = 5 -> 4: qkv 2*5*8*24 = 1920, q k^T + a v 4*25*8 = 800, proj 2*5*8*8 = 640,
+    #   matching (u = 4: 2 x 2 tokens, head_dim 4) 2*2*2*4 = 32, MLP 2*4*(8*16 + 16*8) = 2048 -> 5440
+    # block 1, N = 4: qkv 1536, attention 4*16*8 = 512, proj 512, MLP 2048 -> 4608
+    # head: 2 * 8 * 3 = 48
+    assert report.per_layer_gflops == [5440e-9, 4608e-9]
+    assert report.edge_gflops == pytest.approx((1024 + 5440) * 1e-9)
+    assert report.server_gflops == pytest.approx((4608 + 48) * 1e-9)
+    assert report.total_gflops == pytest.approx(11120e-9)
+    assert report.tokens_after_layer == [4, 4]
+    assert report.tokens_sent == 4
+    apply_merging(model, [1, 0])
+    assert counted_gflops(model, torch.randn(1, 1, 8, 8)) == pytest.approx(11120e-9, rel=1e-9)
+
+
+def test_tokens_sent_and_split_bookkeeping() -> None:
+    model: Any = timm.create_model("vit_fmnist_patch4_28")
+    r = constant_r(2, 12, 49)
+    unmerged = analytic_cost(model, None, 0)
+    edge = []
+    for split in range(13):
+        report = analytic_cost(model, r, split)
+        assert report.edge_gflops + report.server_gflops == pytest.approx(report.total_gflops)
+        assert report.edge_gflops == pytest.approx(2 * 49 * 128 * 16 / 1e9 + sum(report.per_layer_gflops[:split]))
+        assert report.tokens_sent == 50 - 2 * split
+        assert report.total_gflops < unmerged.total_gflops
+        edge.append(report.edge_gflops)
+    assert edge == sorted(edge)
+    assert analytic_cost(model, r, 0).edge_gflops == pytest.approx(2 * 49 * 128 * 16 / 1e9)  # the patch conv
+    assert analytic_cost(model, r, 12).server_gflops == pytest.approx(2 * 128 * 10 / 1e9)  # the head
+    apply_merging(model, r)
+    assert analytic_cost(model, None, 3) == analytic_cost(model, r, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "channels", "size"),
+    [
+        ("deit_tiny_patch16_224", dict(img_size=96), 3, 96),
+        ("deit3_small_patch16_224", dict(img_size=64), 3, 64),
+        ("vit_small_patch14_reg4_dinov2", dict(img_size=70), 3, 70),
+        ("test_vit2", dict(img_size=96), 3, 96),
+        ("vit_tiny_patch16_224", dict(img_size=64, qk_norm=True, class_token=False, global_pool="avg"), 3, 64),
+        ("deit_tiny_distilled_patch16_224", dict(img_size=64), 3, 64),
+        ("vit_fmnist_patch4_28", {}, 1, 28),
+    ],
+)
+def test_analytic_within_two_percent_of_flop_counter(name: str, kwargs: dict[str, Any], channels: int,
+                                                     size: int) -> None:
+    model: Any = timm.create_model(name, **kwargs).eval()
+    depth, num_patches = len(model.blocks), model.patch_embed.num_patches
+    images = torch.randn(1, channels, size, size)
+    schedules = [
+        [0] * depth,
+        constant_r(3, depth, num_patches),
+        decreasing_r(4, depth, num_patches),
+        resolve_schedule([1.0, 0.0, 0.7] + [0.3] * (depth - 3), num_patches, depth),
+    ]
+    apply_merging(model)
+    for r in schedules:
+        apply_merging(model, r)
+        counted = counted_gflops(model, images)
+        assert analytic_cost(model, r, depth // 2).total_gflops == pytest.approx(counted, rel=0.02), r
+
+
+def test_bad_arguments_raise() -> None:
+    model = tiny_vit()
+    with pytest.raises(ValueError, match=r"r\[0\] = 3 is infeasible"):
+        analytic_cost(model, [3, 0], 1)
+    with pytest.raises(ValueError, match="1 entries but the model has 2 layers"):
+        analytic_cost(model, [1], 1)
+    with pytest.raises(ValueError, match="split"):
+        analytic_cost(model, [0, 0], 3)

@@ -1,0 +1,238 @@
+"""Patching timm ViTs: exactness with no merging, agreement with a naive ToMe, schedules, restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import timm
+import torch
+from timm.layers import LayerScale
+from torch import nn
+
+import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from models.patch import apply_merging, get_schedule, is_patched, remove_merging, set_schedule
+from models.schedule import constant_r, decreasing_r, resolve_schedule, tokens_after_layers
+from models.split import TokenState, edge_forward
+
+# (timm name, create_model overrides); small image sizes keep every case fast on CPU.
+MODEL_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("test_vit", dict(img_size=96)),
+    ("test_vit2", dict(img_size=96)),  # no cls, 1 register, avg pool, LayerScale
+    ("deit_tiny_patch16_224", dict(img_size=96)),
+    ("deit3_small_patch16_224", dict(img_size=64)),  # LayerScale, no_embed_class
+    ("vit_small_patch14_reg4_dinov2", dict(img_size=56)),  # cls + 4 registers, LayerScale
+    ("vit_little_patch16_reg4_gap_256", dict(img_size=64)),  # 4 registers, no cls, avg pool
+    ("vit_tiny_patch16_224", dict(img_size=64, qk_norm=True, scale_attn_norm=True)),
+    ("vit_tiny_patch16_224", dict(img_size=64, class_token=False, global_pool="avg", no_embed_class=True)),
+    ("deit_tiny_distilled_patch16_224", dict(img_size=64)),  # cls + dist, two heads
+    ("vit_fmnist_patch4_28", {}),
+]
+CASE_IDS = [f"{name}-{i}" for i, (name, _) in enumerate(MODEL_CASES)]
+
+
+def make_model(name: str, kwargs: dict[str, Any]) -> Any:
+    """Random-init model in eval mode, LayerScale gammas raised so that merging visibly matters."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LayerScale):
+                module.gamma.uniform_(0.2, 1.0)
+    return model
+
+
+def make_images(model: Any, batch: int = 2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    height, width = model.patch_embed.img_size
+    return torch.randn(batch, model.patch_embed.proj.in_channels, height, width, generator=gen)
+
+
+def some_schedule(model: Any) -> list[int]:
+    depth, num_patches = len(model.blocks), model.patch_embed.num_patches
+    return resolve_schedule([0.6, 0.0, 1.0] + [0.5] * (depth - 3), num_patches, depth)
+
+
+# ----------------------------------------------------------------------------------------------
+# A naive ToMe written directly from the paper: one image at a time, explicit softmax, Python loops
+# for the matching. Shares only the model's weights with the code under test.
+
+
+def _naive_merge(x: torch.Tensor, size: torch.Tensor, metric: torch.Tensor, r: int,
+                 num_prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    m = metric / metric.norm(dim=-1, keepdim=True)
+    n = x.shape[0]
+    a_pos, b_pos = list(range(num_prefix, n, 2)), list(range(num_prefix + 1, n, 2))
+    sims = m[a_pos] @ m[b_pos].T
+    edges = sorted(((float(sims[ia].max()), i, b_pos[int(sims[ia].argmax())]) for ia, i in enumerate(a_pos)),
+                   key=lambda e: -e[0])
+    groups: dict[int, list[int]] = {j: [j] for j in b_pos}
+    for _, i, j in edges[:r]:
+        groups[j].append(i)
+    merged_away = {i for _, i, _ in edges[:r]}
+    keep = list(range(num_prefix)) + [i for i in a_pos if i not in merged_away]
+    rows = [x[i] for i in keep] + [(x[g] * size[g, None]).sum(0) / size[g].sum() for g in groups.values()]
+    sizes = [size[i] for i in keep] + [size[g].sum() for g in groups.values()]
+    return torch.stack(rows), torch.stack(sizes)
+
+
+def naive_tome_logits(model: Any, images: torch.Tensor, r: list[int]) -> torch.Tensor:
+    num_prefix = model.num_prefix_tokens
+    out = []
+    for image in images:
+        x = model.norm_pre(model._pos_embed(model.patch_embed(image[None])))[0]
+        size = torch.ones(x.shape[0])
+        for block, r_l in zip(model.blocks, r, strict=True):
+            attn = block.attn
+            n, heads, hd = x.shape[0], attn.num_heads, attn.head_dim
+            qkv = attn.qkv(block.norm1(x)).view(n, 3, heads, hd).permute(1, 2, 0, 3)  # [3, H, N, hd]
+            q, k, v = attn.q_norm(qkv[0]), attn.k_norm(qkv[1]), qkv[2]
+            logits = q @ k.transpose(-1, -2) * hd**-0.5 + size.log()[None, None, :]
+            o = (logits.softmax(dim=-1) @ v).transpose(0, 1).reshape(n, heads * hd)
+            x = x + block.ls1(attn.proj(attn.norm(o)))
+            if r_l:
+                x, size = _naive_merge(x, size, k.mean(0), r_l, num_prefix)
+            x = x + block.ls2(block.mlp(block.norm2(x)))
+        x = model.norm(x)
+        if hasattr(model, "head_dist"):
+            out.append((model.head(x[0]) + model.head_dist(x[1])) / 2)
+        elif model.global_pool == "token":
+            out.append(model.head(model.fc_norm(x[0])))
+        else:
+            patches, w = x[num_prefix:], size[num_prefix:, None]
+            out.append(model.head(model.fc_norm((patches * w).sum(0) / w.sum())))
+    return torch.stack(out)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "kwargs"), MODEL_CASES, ids=CASE_IDS)
+def test_zero_schedule_equals_unpatched_and_remove_restores(name: str, kwargs: dict[str, Any]) -> None:
+    model = make_model(name, kwargs)
+    images = make_images(model)
+    classes = {k: type(m) for k, m in model.named_modules()}
+    with torch.no_grad():
+        reference = model(images)
+        apply_merging(model)
+        assert is_patched(model)
+        assert get_schedule(model) == (0,) * len(model.blocks)
+        torch.testing.assert_close(model(images), reference, atol=1e-5, rtol=0)
+        set_schedule(model, some_schedule(model))
+        assert not torch.allclose(model(images), reference, atol=1e-3)  # merging does change the outputs
+        remove_merging(model)
+        restored = model(images)
+    assert torch.equal(restored, reference)
+    assert {k: type(m) for k, m in model.named_modules()} == classes
+    assert not is_patched(model)
+    assert not hasattr(model, "merge_r") and not hasattr(model, "merge_trace_source")
+
+
+@pytest.mark.parametrize(("name", "kwargs"), MODEL_CASES, ids=CASE_IDS)
+def test_patched_model_matches_naive_tome(name: str, kwargs: dict[str, Any]) -> None:
+    model = make_model(name, kwargs)
+    images = make_images(model)
+    r = some_schedule(model)
+    with torch.no_grad():
+        expected = naive_tome_logits(model, images, r)
+        got = apply_merging(model, r)(images)
+    torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), MODEL_CASES, ids=CASE_IDS)
+def test_token_counts_and_sizes_follow_schedule(name: str, kwargs: dict[str, Any]) -> None:
+    model = make_model(name, kwargs)
+    images = make_images(model)
+    depth, num_patches, num_prefix = len(model.blocks), model.patch_embed.num_patches, model.num_prefix_tokens
+    seen: list[TokenState] = []
+    for block in model.blocks:
+        block.register_forward_hook(lambda _module, _inputs, output: seen.append(output))
+    for r in (constant_r(3, depth, num_patches), decreasing_r(4, depth, num_patches), some_schedule(model)):
+        apply_merging(model, r)
+        seen.clear()
+        with torch.no_grad():
+            model(images)
+        assert [s.tokens.shape[1] for s in seen] == tokens_after_layers(r, num_patches, num_prefix)
+        for state in seen:
+            assert state.size.shape == (*state.tokens.shape[:2], 1)
+            assert torch.equal(state.size[:, :num_prefix], torch.ones(len(images), num_prefix, 1))
+            torch.testing.assert_close(state.size[:, num_prefix:].sum(dim=(1, 2)),
+                                       torch.full((len(images),), float(num_patches)))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [MODEL_CASES[4], MODEL_CASES[8], MODEL_CASES[9]])
+def test_source_tracing_protects_prefix(name: str, kwargs: dict[str, Any]) -> None:
+    model = make_model(name, kwargs)
+    images = make_images(model)
+    num_prefix, num_tokens = model.num_prefix_tokens, model.patch_embed.num_patches + model.num_prefix_tokens
+    apply_merging(model, some_schedule(model), trace_source=True)
+    with torch.no_grad():
+        state = edge_forward(model, images, len(model.blocks))
+    assert state.source is not None
+    assert state.source.shape == (len(images), state.tokens.shape[1], num_tokens)
+    eye = torch.eye(num_tokens)[:num_prefix].expand(len(images), -1, -1)
+    assert torch.equal(state.source[:, :num_prefix], eye)  # prefix tokens hold only themselves
+    torch.testing.assert_close(state.source.sum(-1, keepdim=True), state.size)
+    assert torch.equal(state.source.sum(1), torch.ones(len(images), num_tokens))
+
+
+def test_training_mode_runs_with_drop_path_and_backprops() -> None:
+    model: Any = timm.create_model("deit3_small_patch16_224", img_size=64, drop_path_rate=0.2, init_values=0.5)
+    apply_merging(model, constant_r(2, 12, 16)).train()
+    logits = model(make_images(model))
+    logits.sum().backward()
+    assert model.blocks[0].attn.qkv.weight.grad is not None
+    assert model.patch_embed.proj.weight.grad is not None
+
+
+def test_attention_pooling_is_refused() -> None:
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, global_pool="map")
+    with pytest.raises(NotImplementedError, match="global_pool='map'"):
+        apply_merging(model)
+    assert type(model).__name__ == "VisionTransformer"
+
+
+def test_unsupported_block_is_refused_before_patching() -> None:
+    model: Any = timm.create_model("test_vit", img_size=32)
+    original = type(model.blocks[0])
+    model.blocks[2] = nn.Identity()
+    with pytest.raises(NotImplementedError, match="block 2 is a Identity"):
+        apply_merging(model)
+    assert type(model.blocks[0]) is original
+
+
+@pytest.mark.parametrize(
+    ("r", "match"),
+    [
+        ([1] * 5, "5 entries but the model has 6 layers"),
+        ([1, 1, 1, 1, 1, 2.5], r"r\[5\] must be an integer"),
+        ([9, 0, 0, 0, 0, 0], r"r\[0\] = 9 is infeasible: layer 0 receives 16"),
+        ([8, 4, 2, 1, 1, 0], r"r\[4\] = 1 is infeasible"),
+    ],
+)
+def test_bad_schedules_raise_value_error(r: list[Any], match: str) -> None:
+    model = timm.create_model("test_vit", img_size=64)  # 16 patches, 6 blocks
+    with pytest.raises(ValueError, match=match):
+        apply_merging(model, r)
+    assert not is_patched(model)  # a failed apply leaves the model untouched
+    apply_merging(model, [1] * 6)
+    with pytest.raises(ValueError, match=match):
+        set_schedule(model, r)
+    assert get_schedule(model) == (1,) * 6  # and a failed set keeps the old schedule
+
+
+def test_set_schedule_needs_a_patched_model() -> None:
+    with pytest.raises(TypeError, match="apply_merging"):
+        set_schedule(timm.create_model("test_vit", img_size=32), [0] * 6)
+
+
+def test_apply_twice_only_updates_schedule() -> None:
+    model = make_model("test_vit", dict(img_size=64))
+    images = make_images(model)
+    apply_merging(model, [2] * 6)
+    with torch.no_grad():
+        first = model(images)
+        apply_merging(model, [2] * 6)
+        assert torch.equal(model(images), first)
+        remove_merging(model)
+        assert type(model.blocks[0]).__name__ == "Block"

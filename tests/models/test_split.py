@@ -1,0 +1,116 @@
+"""Edge/server split: the two halves together are the whole model, for every split point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import timm
+import torch
+from timm.layers import LayerScale
+
+import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from models.patch import apply_merging
+from models.schedule import resolve_schedule, tokens_after_layers
+from models.split import TokenState, edge_forward, pool_tokens, server_forward
+
+MODEL_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("test_vit", dict(img_size=64)),
+    ("test_vit2", dict(img_size=64)),  # no cls, 1 register, avg pool
+    ("deit_tiny_patch16_224", dict(img_size=64)),
+    ("deit3_small_patch16_224", dict(img_size=64)),  # LayerScale
+    ("vit_small_patch14_reg4_dinov2", dict(img_size=56)),  # cls + 4 registers
+    ("vit_little_patch16_reg4_gap_256", dict(img_size=64)),  # 4 registers, avg pool
+    ("vit_tiny_patch16_224", dict(img_size=64, qk_norm=True)),
+    ("vit_tiny_patch16_224", dict(img_size=64, class_token=False, global_pool="avg")),
+    ("deit_tiny_distilled_patch16_224", dict(img_size=64)),
+    ("vit_fmnist_patch4_28", {}),
+]
+CASE_IDS = [f"{name}-{i}" for i, (name, _) in enumerate(MODEL_CASES)]
+
+
+def make_model(name: str, kwargs: dict[str, Any]) -> Any:
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, LayerScale):
+                module.gamma.uniform_(0.2, 1.0)
+    return model
+
+
+def make_images(model: Any, batch: int = 2) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(2)
+    height, width = model.patch_embed.img_size
+    return torch.randn(batch, model.patch_embed.proj.in_channels, height, width, generator=gen)
+
+
+@pytest.mark.parametrize("patched", [False, True], ids=["unpatched", "patched"])
+@pytest.mark.parametrize(("name", "kwargs"), MODEL_CASES, ids=CASE_IDS)
+def test_edge_then_server_equals_model(name: str, kwargs: dict[str, Any], patched: bool) -> None:
+    model = make_model(name, kwargs)
+    images = make_images(model)
+    depth, num_patches, num_prefix = len(model.blocks), model.patch_embed.num_patches, model.num_prefix_tokens
+    r = resolve_schedule([0.5, 1.0] + [0.4] * (depth - 2), num_patches, depth) if patched else [0] * depth
+    if patched:
+        apply_merging(model, r)
+    entering = [num_patches + num_prefix, *tokens_after_layers(r, num_patches, num_prefix)]
+    with torch.no_grad():
+        full = model(images)
+        for split in range(depth + 1):
+            state = edge_forward(model, images, split)
+            assert state.tokens.shape == (len(images), entering[split], model.embed_dim)
+            assert state.size.shape == (len(images), entering[split], 1)
+            torch.testing.assert_close(state.size.sum(dim=(1, 2)),
+                                       torch.full((len(images),), float(num_patches + num_prefix)))
+            torch.testing.assert_close(server_forward(model, state, split), full, atol=1e-6, rtol=0)
+
+
+def test_unpatched_edge_state_is_timm_blocks_output() -> None:
+    model = make_model("deit_tiny_patch16_224", dict(img_size=64))
+    images = make_images(model)
+    with torch.no_grad():
+        state = edge_forward(model, images, 5)
+        x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+        expected = model.blocks[:5](x)
+    assert torch.equal(state.tokens, expected)
+    assert torch.equal(state.size, torch.ones(2, 17, 1))
+    assert state.source is None
+
+
+def test_server_uses_the_sizes_it_receives() -> None:
+    """With average pooling, doubling a token's size on the link changes the pooled mean exactly so."""
+    model = make_model("test_vit2", dict(img_size=64))
+    apply_merging(model, [4, 2, 1, 0, 0, 0, 0, 0])
+    images = make_images(model)
+    with torch.no_grad():
+        state = edge_forward(model, images, 8)
+        size = state.size.clone()
+        size[:, 3] *= 2
+        changed = server_forward(model, TokenState(state.tokens, size, None), 8)
+        x = model.norm(state.tokens)
+        expected = model.head(model.fc_norm(((x * size)[:, 1:]).sum(1) / size[:, 1:].sum(1)))
+    torch.testing.assert_close(changed, expected)
+
+
+def test_pool_tokens_hand_computed() -> None:
+    x = torch.tensor([[[100.0], [1.0], [4.0], [-2.0]]])  # one prefix token, then patches
+    size = torch.tensor([[[1.0], [1.0], [2.0], [1.0]]])
+    # (1*1 + 4*2 - 2*1) / 4 = 1.75
+    assert pool_tokens(x, size, "avg", num_prefix=1).tolist() == [[1.75]]
+    assert pool_tokens(x, size, "max", num_prefix=1).tolist() == [[4.0]]
+    assert pool_tokens(x, size, "avgmax", num_prefix=1).tolist() == [[0.5 * (4.0 + 1.75)]]
+    assert pool_tokens(x, size, "token", num_prefix=1).tolist() == [[100.0]]
+    # prefix included: (100 + 1 + 8 - 2) / 5 = 21.4
+    torch.testing.assert_close(pool_tokens(x, size, "avg", 1, include_prefix=True), torch.tensor([[21.4]]))
+
+
+@pytest.mark.parametrize("split", [-1, 7, True])
+def test_bad_split_raises(split: int) -> None:
+    model = make_model("test_vit", dict(img_size=32))
+    images = make_images(model)
+    with pytest.raises(ValueError, match=r"split must be an integer in 0\.\.6"):
+        edge_forward(model, images, split)
+    state = edge_forward(model, images, 0)
+    with pytest.raises(ValueError, match=r"split must be an integer in 0\.\.6"):
+        server_forward(model, state, split)

@@ -1,0 +1,44 @@
+"""The archive survives a kill inside a write, and the plan store round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from optimizer.archive import ArchiveError, JsonlArchive, PlanStore
+
+
+def test_append_and_reload(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    arch = JsonlArchive(path)
+    for i in range(3):
+        arch.append({"eval_id": i, "method": "m", "batch": i // 2})
+    again = JsonlArchive(path)
+    assert [r["eval_id"] for r in again] == [0, 1, 2]
+    assert [r["eval_id"] for r in again.where(batch=0)] == [0, 1]
+
+
+def test_torn_tail_is_dropped_and_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"eval_id": 0}) + "\n" + '{"eval_id": 1, "r": [1, 2')
+    arch = JsonlArchive(path)
+    assert len(arch) == 1
+    assert path.read_text() == json.dumps({"eval_id": 0}) + "\n"
+    arch.append({"eval_id": 1})
+    assert [r["eval_id"] for r in JsonlArchive(path)] == [0, 1]
+
+
+def test_corrupt_middle_line_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"eval_id": 0}\nnot json\n{"eval_id": 2}\n')
+    with pytest.raises(ArchiveError, match="line 2"):
+        JsonlArchive(path)
+
+
+def test_plan_store(tmp_path: Path) -> None:
+    plan = PlanStore(tmp_path / "plan.json")
+    assert plan.get("botorch", 0) is None
+    plan.put("botorch", 0, [[0.1, 0.2]])
+    assert PlanStore(tmp_path / "plan.json").get("botorch", 0) == [[0.1, 0.2]]

@@ -1,0 +1,69 @@
+"""A synthetic build directory (``archive.jsonl``, ``convergence.json``, ``front.json``) for tests.
+
+Follows the layout in docs/internals.md ("Build directory") so that tests of consumers of a build
+(plots, reports) do not need torch or a real search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from service.schema import FrontArtifact
+from tests.fronts import make_front, write_front
+
+METHODS: tuple[str, ...] = ("botorch", "sobol", "nsga2")
+OBJECTIVES: list[str] = ["accuracy_val (max)", "gflops (min)", "channel_uses (min)"]
+
+
+def archive_rows(front: FrontArtifact, methods: tuple[str, ...] = METHODS) -> list[dict[str, Any]]:
+    """One archive line per front configuration, the methods taking turns, in batches of 2."""
+    rows = []
+    for k, cfg in enumerate(front.configs):
+        rows.append({
+            "eval_id": k,
+            "method": methods[k % len(methods)],
+            "batch": k // 2,
+            "r": list(cfg.r),
+            "proportions": list(cfg.proportions),
+            "gflops": cfg.gflops.model_dump(),
+            "tokens_sent": cfg.tokens_sent,
+            "channel_uses": cfg.channel_uses,
+            "accuracy_val": {kind: [p.model_dump() for p in pts] for kind, pts in cfg.accuracy_val.items()},
+            "wall_s": 1.5,
+            "time": f"2025-01-01T00:{k // 60:02d}:{k % 60:02d}Z",
+        })
+    return rows
+
+
+def convergence_doc(front: FrontArtifact, methods: tuple[str, ...] = METHODS, n_points: int = 8,
+                    seed: int = 0) -> dict[str, Any]:
+    """Monotone hypervolume curves per method; BoTorch converges fastest, as it should."""
+    rng = random.Random(seed)
+    keys = [f"{kind}@{snr:g}" for kind in front.provenance.channel_kinds
+            for snr in front.provenance.snr_grid_db]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m, name in enumerate(methods):
+        rate = 0.35 / (1 + m)
+        rows, hv = [], 0.0
+        for i in range(1, n_points + 1):
+            hv = max(hv, 1.0 - math.exp(-rate * i) + rng.uniform(-0.01, 0.01))
+            rows.append({"n_evals": 4 * i, "hypervolume": hv,
+                         "hv_per_snr": {key: hv * (0.8 + 0.02 * j) for j, key in enumerate(keys)}})
+        out[name] = rows
+    return {"objectives": OBJECTIVES, "ref_point": [0.1, 1.0, 5000.0], "methods": out}
+
+
+def write_build_dir(path: Path, front: FrontArtifact | None = None, **make_kwargs: Any) -> Path:
+    """Write a build directory at ``path`` from ``front`` (or ``make_front(**make_kwargs)``)."""
+    art = front if front is not None else make_front(**make_kwargs)
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "archive.jsonl").open("w", encoding="utf-8") as fh:
+        for row in archive_rows(art):
+            fh.write(json.dumps(row) + "\n")
+    (path / "convergence.json").write_text(json.dumps(convergence_doc(art), indent=2), encoding="utf-8")
+    write_front(path / "front.json", art)
+    return path

@@ -1,0 +1,160 @@
+"""``paretoctl policy``, ``serve`` and ``profile``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from paretoctl.cli import app
+from paretoctl.cli_service import EXIT_INFEASIBLE
+from service.latency import load_profile
+from service.policy import select
+from service.schema import load_front
+from tests.fronts import make_front, write_front
+from tests.service.test_live_server import DEVICES_DIR, free_port, live_app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def front_file(tmp_path: Path) -> Path:
+    return write_front(tmp_path / "front.json", make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=10))
+
+
+def test_policy_local_json_matches_select(front_file: Path) -> None:
+    res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "4", "--latency", "1000",
+                              "--channel", "rayleigh", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    want = select(load_front(front_file), 4, 1000, channel="rayleigh")
+    assert got == json.loads(want.model_dump_json())
+
+
+def test_policy_local_table(front_file: Path) -> None:
+    res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "-9", "--latency", "1000"])
+    assert res.exit_code == 0, res.output
+    d = select(load_front(front_file), -9, 1000)
+    assert d.config_id is not None and d.config_id in res.output
+    assert "accuracy (test)" in res.output and "warning" in res.output  # -9 dB is below the grid
+
+
+def test_policy_infeasible_exit_status(front_file: Path) -> None:
+    res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "4", "--latency", "0.001"])
+    assert res.exit_code == EXIT_INFEASIBLE
+    assert "infeasible" in res.output and "fastest latency" in res.output
+
+
+def test_policy_with_device_profile(front_file: Path) -> None:
+    res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "4", "--latency", "1e5", "--device",
+                              "mcu-class", "--devices-dir", str(DEVICES_DIR), "--json"])
+    assert res.exit_code == 0, res.output
+    want = select(load_front(front_file), 4, 1e5, profile=load_profile(DEVICES_DIR / "mcu-class.yaml"))
+    assert json.loads(res.output)["latency"]["total_ms"] == pytest.approx(want.latency.total_ms)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("args", [
+    ["--snr", "1", "--latency", "10"],  # neither --front nor --url
+    ["--front", "x.json", "--url", "http://127.0.0.1:1", "--snr", "1", "--latency", "10"],  # both
+    ["--front", "{front}", "--snr", "1", "--latency", "-10"],  # bad budget
+    ["--front", "{front}", "--snr", "1", "--latency", "10", "--channel", "rician"],
+    ["--front", "{bad}", "--snr", "1", "--latency", "10"],
+])
+def test_policy_usage_errors(front_file: Path, tmp_path: Path, args: list[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": "paretoctl.front/7", "checksum": "x"}')
+    argv = [a.format(front=front_file, bad=bad) for a in args]
+    res = runner.invoke(app, ["policy", *argv])
+    assert res.exit_code == 1, res.output
+    assert "error:" in res.output
+
+
+def test_policy_remote_uses_the_sdk(front_file: Path, tmp_path: Path) -> None:
+    with live_app(front_file) as srv:
+        res = runner.invoke(app, ["policy", "--url", srv.url, "--snr", "4", "--latency", "1000", "--json",
+                                  "--cache-dir", str(tmp_path / "cache")])
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.output)
+        assert got["source"] == "server"
+        assert got["config_id"] == select(load_front(front_file), 4, 1000).config_id
+    # the server is gone; the SDK answers from the cache it kept
+    res = runner.invoke(app, ["policy", "--url", srv.url, "--snr", "4", "--latency", "1000", "--json",
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output[res.output.index("{"):])["source"] == "cache"
+
+
+def test_serve_with_two_workers(front_file: Path) -> None:
+    port = free_port()
+    exe = Path(sys.executable).parent / "paretoctl"
+    proc = subprocess.Popen([str(exe), "serve", "--front", str(front_file), "--port", str(port), "--workers", "2",
+                             "--devices-dir", str(DEVICES_DIR), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/policy", params={"snr": 5, "latency": 1e5,
+                                                                        "device": "default"}, timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["device_profile"] == "default"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_measure_edge_times_the_real_model_at_each_schedule() -> None:
+    torch = pytest.importorskip("torch")
+    from paretoctl.cli_service import measure_edge
+
+    threads = torch.get_num_threads()
+    try:
+        rows = measure_edge("bundled", repeats=2, warmup=1, batch=2, threads=1)
+    finally:
+        torch.set_num_threads(threads)  # the function sets it process-wide
+    assert [r["proportion"] for r in rows] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert rows[0]["r"] == [0] * 12 and sum(rows[-1]["r"]) > sum(rows[1]["r"]) > 0
+    gflops = [r["gflops"] for r in rows]
+    assert gflops == sorted(gflops, reverse=True) and gflops[0] > 2 * gflops[-1]
+    assert all(0 < r["ms"] <= r["median_ms"] for r in rows)
+
+
+def test_profile_fits_and_writes_a_loadable_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command end to end, with the timings replaced by a known line (3 ms + GFLOPs at 25 GFLOP/s)."""
+    def fake_measure(model: str, **kw: object) -> list[dict[str, object]]:
+        assert model == "bundled" and kw["batch"] == 4
+        return [{"proportion": p, "r": [0], "gflops": g, "ms": 3.0 + 1000 * g / 25.0, "median_ms": 9.0}
+                for p, g in [(0.0, 0.2), (0.5, 0.1), (1.0, 0.05)]]
+
+    monkeypatch.setattr("paretoctl.cli_service.measure_edge", fake_measure)
+    out = tmp_path / "devices" / "bench-box.yaml"
+    res = runner.invoke(app, ["profile", "--out", str(out), "--batch", "4", "--symbol-rate", "250000"])
+    assert res.exit_code == 0, res.output
+    prof = load_profile(out)
+    assert prof.name == "bench-box" and prof.symbol_rate_hz == 250000
+    assert prof.edge_gflops_per_s == pytest.approx(25.0) and prof.edge_overhead_ms == pytest.approx(3.0)
+    text = out.read_text()
+    assert text.startswith("# Measured by `paretoctl profile") and text.count("proportion") == 3
+
+
+def test_profile_refuses_timings_that_do_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("paretoctl.cli_service.measure_edge", lambda model, **kw: [
+        {"proportion": 0.0, "r": [0], "gflops": 0.2, "ms": 5.0, "median_ms": 5.0},
+        {"proportion": 1.0, "r": [0], "gflops": 0.1, "ms": 9.0, "median_ms": 9.0}])
+    out = tmp_path / "x.yaml"
+    res = runner.invoke(app, ["profile", "--out", str(out)])
+    assert res.exit_code == 1 and "does not grow" in res.output and not out.exists()

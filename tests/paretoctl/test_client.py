@@ -1,0 +1,321 @@
+"""The edge SDK against the real service on a loopback port: decisions, cache + ETag, retries, fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from paretoctl.client import (
+    AsyncPolicyClient,
+    PolicyClient,
+    PolicyRequestError,
+    RetryPolicy,
+    ServiceUnavailableError,
+    apply_policy,
+    parse_retry_after,
+)
+from service.app import create_app
+from service.policy import select
+from service.schema import FrontArtifact, load_front
+from tests.fronts import make_front, write_front
+from tests.service.test_app import AUTH, metric
+from tests.service.test_live_server import LiveServer, live_app, make_settings
+
+FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.02, jitter=0.0)
+
+
+@pytest.fixture
+def front_file(tmp_path: Path) -> Path:
+    return write_front(tmp_path / "srv" / "front.json",
+                       make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=15, seed=3))
+
+
+@pytest.fixture
+def server(front_file: Path) -> Iterator[LiveServer]:
+    with live_app(front_file) as srv:
+        yield srv
+
+
+def count(server: LiveServer, route: str, status: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    return metric(text, "paretoctl_http_requests_total", route=route, status=status)
+
+
+class Flaky:
+    """ASGI wrapper failing the first ``times`` requests to ``path`` with ``status`` (and Retry-After)."""
+
+    def __init__(self, app: Any, times: int, status: int, retry_after: str | None, path: str = "/policy") -> None:
+        self.app, self.left, self.status, self.retry_after, self.path = app, times, status, retry_after, path
+        self.failed = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path and self.left > 0:
+            self.left -= 1
+            self.failed += 1
+            headers = [(b"content-type", b"application/json")]
+            if self.retry_after is not None:
+                headers.append((b"retry-after", self.retry_after.encode()))
+            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            await send({"type": "http.response.body", "body": b'{"detail": "try later"}'})
+            return
+        await self.app(scope, receive, send)
+
+
+# ------------------------------------------------------------------------------------ sync client
+
+
+def test_policy_from_server_and_cache_populated(server: LiveServer, front_file: Path, tmp_path: Path) -> None:
+    front = load_front(front_file)
+    with PolicyClient(server.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY) as client:
+        d = client.get_policy(7.0, 1e5, channel="rayleigh")
+        assert d.source == "server" and d.feasible
+        assert d.config_id == select(front, 7.0, 1e5, channel="rayleigh").config_id
+        cached = client.cache.load()
+        assert cached is not None and cached[0].checksum == front.checksum and cached[1]
+        assert client.cache.front_path.read_bytes() == front_file.read_bytes()
+        n_front = count(server, "/front", "200")
+        client.get_policy(8.0, 1e5)  # cache matches the server's checksum: no extra front request
+        assert count(server, "/front", "200") == n_front
+
+
+def test_fetch_front_revalidates_with_etag(server: LiveServer, front_file: Path, tmp_path: Path) -> None:
+    with PolicyClient(server.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY) as client:
+        first = client.fetch_front()
+        assert count(server, "/front", "200") == 1 and count(server, "/front", "304") == 0
+        again = client.fetch_front()
+        assert again == first
+        assert count(server, "/front", "304") == 1 and count(server, "/front", "200") == 1
+    # a new client on the same cache dir revalidates too (the ETag is on disk)
+    with PolicyClient(server.url, cache_dir=tmp_path / "cache") as client2:
+        client2.fetch_front()
+    assert count(server, "/front", "304") == 2
+
+    # the server's front changes: the next revalidation downloads it
+    new = write_front(front_file.parent / "new.json", make_front(n_configs=4, seed=99))
+    assert httpx.post(server.url + "/admin/reload", json={"path": str(new)}, headers=AUTH).status_code == 200
+    with PolicyClient(server.url, cache_dir=tmp_path / "cache") as client3:
+        got = client3.fetch_front()
+        assert got.checksum == load_front(new).checksum and len(got.configs) == 4
+        assert client3.cache.front_path.read_bytes() == new.read_bytes()
+    assert count(server, "/front", "200") == 2
+
+
+def test_decision_for_a_changed_front_refreshes_the_cache(server: LiveServer, front_file: Path,
+                                                          tmp_path: Path) -> None:
+    with PolicyClient(server.url, cache_dir=tmp_path / "cache") as client:
+        client.get_policy(5.0, 1e5)
+        new = write_front(front_file.parent / "new.json", make_front(n_configs=5, seed=42))
+        httpx.post(server.url + "/admin/reload", json={"path": str(new)}, headers=AUTH)
+        d = client.get_policy(5.0, 1e5)
+        cached = client.cache.load()
+        assert cached is not None and cached[0].checksum == d.front_checksum == load_front(new).checksum
+
+
+@pytest.mark.parametrize(("status", "retry_after", "expected"), [
+    (503, "3", [3.0, 3.0]),
+    (429, "1", [1.0, 1.0]),
+    (503, "120", [10.0, 10.0]),  # capped at max_retry_after_s
+    (502, None, [0.01, 0.02]),  # no Retry-After: exponential backoff
+])
+def test_retries_honour_retry_after(front_file: Path, tmp_path: Path, status: int, retry_after: str | None,
+                                    expected: list[float]) -> None:
+    flaky = Flaky(create_app(make_settings(front_file)), times=2, status=status, retry_after=retry_after)
+    with LiveServer(flaky) as srv, PolicyClient(srv.url, cache_dir=tmp_path / "c", retry=FAST_RETRY) as client:
+        slept: list[float] = []
+        client._sleep = slept.append
+        d = client.get_policy(5.0, 1e5)
+        assert d.source == "server" and d.feasible
+        assert flaky.failed == 2 and slept == pytest.approx(expected)
+
+
+def test_retries_exhausted_fall_back_to_cache(front_file: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    flaky = Flaky(create_app(make_settings(front_file)), times=0, status=503, retry_after="0")
+    with LiveServer(flaky) as srv, PolicyClient(srv.url, cache_dir=tmp_path / "c", retry=FAST_RETRY) as client:
+        server_d = client.get_policy(5.0, 1e5)
+        flaky.left = 100
+        with caplog.at_level(logging.WARNING, logger="paretoctl.client"):
+            d = client.get_policy(5.0, 1e5)
+        assert flaky.failed == 3  # all attempts used
+        assert d.source == "cache" and d.config_id == server_d.config_id
+        assert any("HTTP 503" in w for w in d.warnings)
+        assert "answering from cached front" in caplog.text
+
+
+def test_client_errors_are_not_retried_and_not_hidden(server: LiveServer, tmp_path: Path) -> None:
+    with PolicyClient(server.url, cache_dir=tmp_path / "c", retry=FAST_RETRY) as client:
+        slept: list[float] = []
+        client._sleep = slept.append
+        with pytest.raises(PolicyRequestError) as info:
+            client.get_policy(500.0, 10.0)  # snr out of range -> 422
+        assert info.value.status == 422 and "snr" in info.value.detail and slept == []
+        with pytest.raises(PolicyRequestError) as info:
+            client.get_policy(5.0, 10.0, device="no-such-board")
+        assert info.value.status == 404
+
+
+def test_infeasible_is_a_decision_not_an_error(server: LiveServer, front_file: Path, tmp_path: Path) -> None:
+    front = load_front(front_file)
+    with PolicyClient(server.url, cache_dir=tmp_path / "c") as client:
+        d = client.get_policy(5.0, 0.01)
+    assert not d.feasible and d.source == "server"
+    assert d.fastest_latency_ms == pytest.approx(min(c.latency.total_ms for c in front.configs))
+
+
+def test_offline_fallback_after_the_server_stops(front_file: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with live_app(front_file) as srv:
+        client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY)
+        online = client.get_policy(12.0, 1e5, channel="rayleigh")
+        assert online.source == "server"
+    with caplog.at_level(logging.WARNING, logger="paretoctl.client"):
+        offline = client.get_policy(12.0, 1e5, channel="rayleigh")
+    client.close()
+    assert offline.source == "cache"
+    assert offline.model_dump(exclude={"source", "warnings"}) == online.model_dump(exclude={"source", "warnings"})
+    assert "ConnectError" in caplog.text
+    # fetch_front falls back to the cache too (and refuses to when asked not to)
+    with PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY) as c2:
+        assert c2.fetch_front().checksum == online.front_checksum
+        with pytest.raises(ServiceUnavailableError):
+            c2.fetch_front(allow_cache=False)
+
+
+def test_no_server_and_no_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.service.test_live_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with PolicyClient(url, cache_dir=tmp_path / "empty", retry=FAST_RETRY) as client:
+        with pytest.raises(ServiceUnavailableError, match="no cached front"):
+            client.get_policy(5.0, 10.0)
+        with pytest.raises(ServiceUnavailableError):
+            client.fetch_front()
+
+
+def test_corrupted_cache_is_not_trusted(front_file: Path, tmp_path: Path) -> None:
+    with live_app(front_file) as srv:
+        client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY)
+        client.get_policy(5.0, 1e5)
+    doc = json.loads(client.cache.front_path.read_text())
+    doc["configs"][0]["accuracy_test"]["awgn"][0]["mean"] = 1.0
+    client.cache.front_path.write_text(json.dumps(doc))
+    with pytest.raises(ServiceUnavailableError):
+        client.get_policy(5.0, 1e5)
+    client.close()
+
+
+def test_offline_device_profile_needs_a_local_profile(front_file: Path, tmp_path: Path) -> None:
+    from service.latency import load_profile
+    from tests.service.test_live_server import DEVICES_DIR
+
+    mcu = load_profile(DEVICES_DIR / "mcu-class.yaml")
+    with live_app(front_file) as srv:
+        client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY,
+                              profiles={"mcu-class": mcu})
+        online = client.get_policy(5.0, 1e5, device="mcu-class")
+    offline = client.get_policy(5.0, 1e5, device="mcu-class")
+    assert offline.source == "cache" and offline.config_id == online.config_id
+    assert offline.device_profile == "mcu-class"
+    with pytest.raises(ServiceUnavailableError, match="jetson"):
+        client.get_policy(5.0, 1e5, device="jetson-nano-class")
+    client.close()
+
+
+def test_retry_policy_delays() -> None:
+    import random
+
+    policy = RetryPolicy(backoff_s=0.1, max_backoff_s=0.5, jitter=0.2)
+    rng = random.Random(0)
+    for attempt, base in enumerate([0.1, 0.2, 0.4, 0.5, 0.5]):
+        for _ in range(20):
+            assert base * 0.8 <= policy.delay(attempt, rng=rng) <= base * 1.2
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+# ----------------------------------------------------------------------------------- async client
+
+
+def test_async_client_twin(front_file: Path, tmp_path: Path) -> None:
+    front: FrontArtifact = load_front(front_file)
+    flaky = Flaky(create_app(make_settings(front_file)), times=1, status=429, retry_after="2")
+
+    async def scenario(srv: LiveServer) -> None:
+        async with AsyncPolicyClient(srv.url, cache_dir=tmp_path / "ac", retry=FAST_RETRY) as client:
+            slept: list[float] = []
+
+            async def record(s: float) -> None:
+                slept.append(s)
+
+            client._sleep = record
+            d = await client.get_policy(3.0, 1e5)
+            assert d.source == "server" and d.config_id == select(front, 3.0, 1e5).config_id
+            assert slept == [2.0]
+            assert (await client.fetch_front()).checksum == front.checksum
+            assert count(srv, "/front", "304") == 1
+            inf = await client.get_policy(3.0, 0.001)
+            assert not inf.feasible and inf.source == "server"
+            with pytest.raises(PolicyRequestError):
+                await client.get_policy(float("nan"), 10.0)
+
+    with LiveServer(flaky) as srv:
+        asyncio.run(scenario(srv))
+
+    async def offline() -> None:
+        async with AsyncPolicyClient(srv.url, cache_dir=tmp_path / "ac", retry=FAST_RETRY) as client:
+            d = await client.get_policy(3.0, 1e5)
+            assert d.source == "cache" and d.config_id == select(front, 3.0, 1e5).config_id
+        async with AsyncPolicyClient(srv.url, cache_dir=tmp_path / "none", retry=FAST_RETRY) as client:
+            with pytest.raises(ServiceUnavailableError):
+                await client.get_policy(3.0, 1e5)
+
+    asyncio.run(offline())
+
+
+# ------------------------------------------------------------------------------------ apply_policy
+
+
+def test_apply_policy_sets_the_schedule_on_a_timm_model() -> None:
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    import models.vit_fmnist  # noqa: F401
+    from models.patch import get_schedule
+
+    front = make_front(depth=12, num_patches=49, n_configs=6, seed=1)
+    model = timm.create_model("vit_fmnist_patch4_28").eval()
+    x = torch.randn(2, 1, 28, 28)
+    reference = model(x)
+    first = select(front, 20.0, 1e5)
+    assert first.feasible and first.r is not None
+    apply_policy(model, first)
+    assert list(get_schedule(model)) == first.r
+    merged = front.configs[3]
+    second = first.model_copy(update={"config_id": merged.id, "r": merged.r})
+    assert apply_policy(model, second) is model
+    assert list(get_schedule(model)) == merged.r and sum(merged.r) > 0
+    with torch.inference_mode():
+        out = model(x)
+    assert out.shape == (2, 10)
+    unmerged = first.model_copy(update={"r": [0] * 12})
+    apply_policy(model, unmerged)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), reference, atol=1e-5)
+    with pytest.raises(ValueError, match="infeasible"):
+        apply_policy(model, select(front, 20.0, 1e-6))
+    with pytest.raises(ValueError):
+        apply_policy(model, first.model_copy(update={"r": [0] * 5}))

@@ -1,0 +1,304 @@
+"""The dashboard at ``/``, driven in real headless Chromium against the real app under uvicorn.
+
+The point of the page is that it shows what the API says, so every check compares what the browser
+renders with ``GET /policy`` fetched independently by the test (httpx) for the same inputs.
+
+Set ``PARETOCTL_SAVE_SCREENSHOTS=1`` to also copy a screenshot to ``docs/img/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.policy import select
+from service.schema import FrontArtifact
+from service.settings import Settings
+from tests.fronts import make_front, write_front
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
+TIMEOUT_MS = 10_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is missing (install Debian's chromium package)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@dataclass
+class Served:
+    """A running service: its base URL and the front it serves."""
+
+    url: str
+    front: FrontArtifact | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    """A factory starting ``create_app(settings)`` under uvicorn in a thread; stopped at teardown."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(front: FrontArtifact | None) -> Served:
+        path = write_front(tmp_path / "front.json", front) if front is not None else None
+        (tmp_path / "devices").mkdir(exist_ok=True)
+        app = create_app(Settings(front_path=path, devices_dir=tmp_path / "devices"))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return Served(f"http://127.0.0.1:{port}", front)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@dataclass
+class Page:
+    """A dashboard tab with the console errors and the URLs it requested."""
+
+    page: Any
+    errors: list[str]
+    requests: list[str]
+
+
+def is_unexpected(message: Any) -> bool:
+    """A console error other than Chromium's note on a 409, which is the API's infeasible answer."""
+    return bool(message.type == "error" and not re.search(r"status of 409\b", message.text))
+
+
+@pytest.fixture
+def open_dashboard(browser: Any) -> Iterator[Any]:
+    contexts: list[Any] = []
+
+    def open_(url: str) -> Page:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 960})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        out = Page(page, [], [])
+        page.on("pageerror", lambda exc: out.errors.append(str(exc)))
+        page.on("console", lambda m: out.errors.append(m.text) if is_unexpected(m) else None)
+        page.on("request", lambda r: out.requests.append(r.url))
+        page.goto(url + "/")
+        return out
+
+    yield open_
+    for ctx in contexts:
+        ctx.close()
+
+
+def the_front() -> FrontArtifact:
+    return make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=12, num_patches=16, dim=64,
+                      split_index=2, seed=3)
+
+
+# ------------------------------------------------------------------------------------------------
+# Driving the page
+
+
+def set_slider(page: Any, selector: str, value: float) -> str:
+    """Move a range input as a user would (value, then ``input`` and ``change``); return its value.
+
+    The browser snaps the value to the slider's step, so the value actually set is read back.
+    """
+    return str(page.eval_on_selector(selector, """(el, v) => {
+        el.value = String(v);
+        el.dispatchEvent(new Event("input", { bubbles: true }));
+        el.dispatchEvent(new Event("change", { bubbles: true }));
+        return el.value; }""", value))
+
+
+def wait_for_decision(page: Any) -> dict[str, str]:
+    """Wait until the panel shows the answer to the controls' current values; return that query."""
+    page.wait_for_function("""() => {
+        const box = document.getElementById("decision");
+        const q = new URLSearchParams({ snr: document.getElementById("snr").value,
+            latency: document.getElementById("latency").value,
+            channel: document.getElementById("channel").value }).toString();
+        return box.dataset.query === q && box.dataset.state !== "loading"; }""")
+    query = page.get_attribute("#decision", "data-query")
+    return {k: v[0] for k, v in parse_qs(query).items()}
+
+
+def shown(page: Any, selector: str) -> str:
+    return str(page.inner_text(selector)).strip()
+
+
+def check_matches_api(page: Any, base: str, params: dict[str, str]) -> dict[str, Any]:
+    """Compare the panel with ``GET /policy`` for the same parameters; return the API's body."""
+    resp = httpx.get(base + "/policy", params=params, timeout=10)
+    body = resp.json()
+    state = page.get_attribute("#decision", "data-state")
+    if resp.status_code == 200:
+        assert state == "feasible", f"API chose {body['config_id']} for {params}, page says {state}"
+        assert shown(page, "#d-config") == body["config_id"]
+        acc = body["predicted_accuracy"]
+        assert float(page.get_attribute("#d-accuracy", "data-value")) == acc["mean"]
+        assert shown(page, "#d-accuracy").startswith(f"{100 * acc['mean']:.2f} %")
+        assert float(page.get_attribute("#d-latency", "data-value")) == body["latency"]["total_ms"]
+        assert shown(page, "#d-latency").startswith(f"{body['latency']['total_ms']:.2f} ms")
+        assert float(page.get_attribute("#d-gflops", "data-value")) == body["gflops"]["total"]
+        assert "GFLOPs" in shown(page, "#d-gflops")
+        assert shown(page, "#d-tokens").startswith(f"{body['tokens_sent']} tokens")
+        assert shown(page, "#d-schedule") == "[" + ", ".join(map(str, body["r"])) + "]"
+        assert page.get_attribute("#chosen-marker", "data-id") == body["config_id"]
+        assert page.is_hidden("#d-fastest")
+    else:
+        assert resp.status_code == 409, resp.text
+        assert state == "infeasible", f"API says infeasible for {params}, page says {state}"
+        assert body["detail"] in shown(page, "#d-message")
+        fastest = body["fastest_latency_ms"]
+        assert float(page.get_attribute("#d-fastest", "data-value")) == fastest
+        assert f"{fastest:.2f} ms" in shown(page, "#d-fastest")
+        assert page.is_hidden("#d-table")
+        assert page.query_selector("#chosen-marker") is None
+    return dict(body)
+
+
+def readme_budget(front: FrontArtifact, snr: float) -> float:
+    """The largest configuration latency at which the policy still picks a merged schedule."""
+    for total in sorted((cfg.latency.total_ms for cfg in front.configs), reverse=True):
+        if select(front, snr, total + 0.02).config_id != front.reference_config_id:
+            return total + 0.02
+    raise AssertionError("the synthetic front never prefers a merged schedule")
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_page_shows_the_front_and_its_provenance(serve: Any, open_dashboard: Any) -> None:
+    served = serve(the_front())
+    front = served.front
+    tab = open_dashboard(served.url)
+    page = tab.page
+    wait_for_decision(page)
+    assert page.get_attribute("#status", "data-state") == "ready"
+    prov = {dt: dd for dt, dd in zip(page.locator("#provenance dt").all_inner_texts(),
+                                     page.locator("#provenance dd").all_inner_texts(), strict=True)}
+    assert prov["Model"] == front.provenance.model
+    assert prov["Data set"].startswith(front.provenance.dataset)
+    assert prov["Channels"] == "awgn, rayleigh"
+    assert prov["SNR grid"] == "-5, 0, 5, 10, 20 dB"
+    assert prov["Checksum"] == front.checksum
+    assert prov["Built at"].startswith("2025-01-01T00:00:00")
+    assert page.locator("#front-svg circle.pt").count() == len(front.configs)
+    assert page.locator("#channel option").all_inner_texts()[0] == "awgn"
+    assert not tab.errors, tab.errors
+    assert all(u.startswith(served.url) or u.startswith("data:") for u in tab.requests), tab.requests
+
+
+def test_policy_explorer_shows_what_the_api_answers(
+    serve: Any, open_dashboard: Any, tmp_path: Path
+) -> None:
+    served = serve(the_front())
+    front = served.front
+    tab = open_dashboard(served.url)
+    page = tab.page
+    wait_for_decision(page)
+    totals = sorted(cfg.latency.total_ms for cfg in front.configs)
+    positions = [
+        # (channel, SNR dB, latency budget ms): on the grid, between grid points, below and above the
+        # grid, a tight budget, a generous one, and one below the fastest configuration.
+        ("awgn", 10.0, totals[-1] * 1.05),
+        ("awgn", 7.5, totals[len(totals) // 2]),
+        ("rayleigh", -8.0, totals[-1]),
+        ("rayleigh", 24.0, totals[1] + 0.01),
+        ("awgn", 0.0, totals[0] * 0.5),
+    ]
+    seen_states = []
+    for k, (channel, snr, latency) in enumerate(positions):
+        page.select_option("#channel", channel)
+        set_slider(page, "#snr", snr)
+        set_slider(page, "#latency", latency)
+        params = wait_for_decision(page)
+        assert params["channel"] == channel
+        assert float(params["snr"]) == pytest.approx(snr, abs=0.25)
+        check_matches_api(page, served.url, params)
+        seen_states.append(page.get_attribute("#decision", "data-state"))
+        page.screenshot(path=str(tmp_path / f"dashboard-{k}.png"), full_page=True)
+    assert seen_states[0] == "feasible"
+    assert seen_states[-1] == "infeasible"
+
+    # The keyboard moves the slider too, and the panel follows.
+    page.focus("#snr")
+    page.keyboard.press("Home")
+    set_slider(page, "#latency", totals[-1])
+    params = wait_for_decision(page)
+    assert float(params["snr"]) == float(page.get_attribute("#snr", "min"))
+    check_matches_api(page, served.url, params)
+    assert not tab.errors, tab.errors
+
+    # For the README: a budget where the policy picks a merged schedule rather than the reference.
+    page.evaluate("document.activeElement.blur()")
+    set_slider(page, "#snr", 7.5)
+    set_slider(page, "#latency", readme_budget(front, 7.5))
+    check_matches_api(page, served.url, wait_for_decision(page))
+    assert shown(page, "#d-config") != front.reference_config_id
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    if os.environ.get("PARETOCTL_SAVE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp_path / "dashboard.png", DOCS_SCREENSHOT)
+
+
+def test_page_says_when_no_front_is_loaded(serve: Any, open_dashboard: Any) -> None:
+    served = serve(None)
+    page = open_dashboard(served.url).page
+    page.wait_for_selector("#status[data-state=error]")
+    assert "no front loaded (503)" in shown(page, "#status")
+    assert page.is_disabled("#snr")
+
+
+def test_page_is_self_contained_and_not_in_the_openapi_contract(serve: Any) -> None:
+    served = serve(the_front())
+    resp = httpx.get(served.url + "/", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    html = resp.text
+    # The only absolute URL is the SVG namespace: no CDN, no web fonts, no external scripts.
+    assert set(re.findall(r"https?://[^\s\"'`)]+", html)) == {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"<script[^>]+src=|<link[^>]+stylesheet|@import|@font-face", html)
+    schema = httpx.get(served.url + "/openapi.json", timeout=10).json()
+    assert "/" not in schema["paths"]
+    assert "/policy" in schema["paths"]

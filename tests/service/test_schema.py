@@ -1,0 +1,176 @@
+"""The front artifact: writing, checksum, and the loader's refusals (each with the right reason)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.schema import (
+    SCHEMA_VERSION,
+    FrontArtifact,
+    FrontLoadError,
+    compute_checksum,
+    dump_front,
+    load_front,
+)
+from tests.fronts import front_document, make_front, write_document
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return front_document(make_front(depth=4, channels=("awgn", "rayleigh"), n_configs=5, seed=1))
+
+
+def resign(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with a checksum that matches its (edited) content."""
+    doc = copy.deepcopy(doc)
+    doc["checksum"] = compute_checksum(doc)
+    return doc
+
+
+def load_doc(tmp_path: Path, doc: dict[str, Any]) -> FrontArtifact:
+    return load_front(write_document(tmp_path / "front.json", doc))
+
+
+def refusal(tmp_path: Path, doc: dict[str, Any]) -> FrontLoadError:
+    with pytest.raises(FrontLoadError) as info:
+        load_doc(tmp_path, doc)
+    return info.value
+
+
+def test_checksum_is_sha256_of_canonical_json_without_the_checksum_key(doc: dict[str, Any]) -> None:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert doc["checksum"] == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    assert compute_checksum({**doc, "checksum": "whatever"}) == doc["checksum"]
+
+
+def test_dump_then_load_round_trips(tmp_path: Path) -> None:
+    front = make_front(depth=6, snr_grid_db=(0, 10, 20), channels=("awgn", "rician"), n_configs=7, seed=4)
+    written = dump_front(front, tmp_path / "sub" / "front.json")
+    loaded = load_front(tmp_path / "sub" / "front.json")
+    assert loaded == written
+    assert loaded.checksum is not None and loaded.checksum.startswith("sha256:")
+    assert loaded.schema_version == SCHEMA_VERSION
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["front.json"]  # no temp file left
+
+
+def test_load_from_bytes_and_reformatted_file(tmp_path: Path, doc: dict[str, Any]) -> None:
+    """The checksum is over the parsed document, so indentation and key order do not matter."""
+    assert load_front(json.dumps(doc).encode()).checksum == doc["checksum"]
+    reordered = dict(reversed(list(doc.items())))
+    (tmp_path / "f.json").write_text(json.dumps(reordered, indent=7))
+    assert load_front(tmp_path / "f.json").checksum == doc["checksum"]
+
+
+def test_dump_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "front.json"
+    target.write_text("old")
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("service.schema.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        dump_front(make_front(n_configs=2), target)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["front.json"]
+
+
+@pytest.mark.parametrize("text", ["{not json", "", "[1, 2]", '"front"'])
+def test_malformed_json(tmp_path: Path, text: str) -> None:
+    (tmp_path / "f.json").write_text(text)
+    with pytest.raises(FrontLoadError) as info:
+        load_front(tmp_path / "f.json")
+    assert info.value.reason == "malformed"
+
+
+def test_nan_is_malformed(tmp_path: Path, doc: dict[str, Any]) -> None:
+    text = json.dumps(doc).replace('"seed": 1', '"seed": NaN')
+    with pytest.raises(FrontLoadError) as info:
+        load_front(text.encode())
+    assert info.value.reason == "malformed" and "NaN" in info.value.message
+
+
+def test_unreadable_file_is_malformed_and_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FrontLoadError) as info:
+        load_front(tmp_path / "missing.json")
+    assert info.value.reason == "malformed" and "missing.json" in info.value.message
+
+
+@pytest.mark.parametrize("version", ["paretoctl.front/2", "paretoctl.front/0", "other"])
+def test_unknown_version(tmp_path: Path, doc: dict[str, Any], version: str) -> None:
+    err = refusal(tmp_path, resign({**doc, "schema_version": version}))
+    assert err.reason == "version" and version in err.message
+
+
+def test_missing_version_is_malformed(tmp_path: Path, doc: dict[str, Any]) -> None:
+    bad = resign({k: v for k, v in doc.items() if k != "schema_version"})
+    err = refusal(tmp_path, bad)
+    assert err.reason == "malformed" and "schema_version" in err.message
+
+
+def test_tampered_value_fails_the_checksum(tmp_path: Path, doc: dict[str, Any]) -> None:
+    bad = copy.deepcopy(doc)
+    bad["configs"][1]["accuracy_test"]["awgn"][2]["mean"] = 0.99  # a "better" number, hand-edited
+    err = refusal(tmp_path, bad)
+    assert err.reason == "checksum"
+    assert doc["checksum"] in err.message
+
+
+def test_missing_checksum_is_malformed(tmp_path: Path, doc: dict[str, Any]) -> None:
+    err = refusal(tmp_path, {k: v for k, v in doc.items() if k != "checksum"})
+    assert err.reason == "malformed" and "checksum" in err.message
+
+
+def test_missing_field_names_it(tmp_path: Path, doc: dict[str, Any]) -> None:
+    bad = copy.deepcopy(doc)
+    del bad["provenance"]["seed"]
+    err = refusal(tmp_path, resign(bad))
+    assert err.reason == "malformed" and "provenance.seed" in err.message
+
+
+def _edit(doc: dict[str, Any], fn: Any) -> dict[str, Any]:
+    bad = copy.deepcopy(doc)
+    fn(bad)
+    return resign(bad)
+
+
+INVARIANTS = {
+    "short accuracy list": (lambda d: d["configs"][0]["accuracy_val"]["awgn"].pop(), "accuracy_val.awgn"),
+    "accuracy not in grid order": (
+        lambda d: d["configs"][0]["accuracy_test"]["rayleigh"].reverse(), "accuracy_test.rayleigh[0].snr_db"),
+    "accuracy above 1": (lambda d: d["configs"][2]["accuracy_val"]["awgn"][0].update(mean=1.2),
+                         "configs.2.accuracy_val.awgn.0.mean"),
+    "channel missing from table": (lambda d: d["configs"][1]["accuracy_val"].pop("rayleigh"), "accuracy_val"),
+    "proportion above 1": (lambda d: d["configs"][1]["proportions"].__setitem__(0, 1.5),
+                           "configs.1.proportions.0"),
+    "proportions length": (lambda d: d["configs"][1]["proportions"].append(0.0), "proportions: length 5"),
+    "r length": (lambda d: d["configs"][1]["r"].pop(), "r: length 3"),
+    "tokens length": (lambda d: d["configs"][1]["tokens_per_layer"].pop(), "tokens_per_layer"),
+    "grid not increasing": (lambda d: d["provenance"]["snr_grid_db"].__setitem__(1, -10.0), "strictly increasing"),
+    "duplicate id": (lambda d: d["configs"][2].update(id=d["configs"][1]["id"]), "duplicate id"),
+    "unknown pareto id": (lambda d: d["pareto"][0]["config_ids"].append("ghost"), "ghost"),
+    "unknown reference": (lambda d: d.update(reference_config_id="nope"), "reference_config_id"),
+    "extra key": (lambda d: d["configs"][0].update(acuracy=1), "configs.0.acuracy"),
+    "non-positive rate": (lambda d: d["device_profile"].update(symbol_rate_hz=0), "device_profile.symbol_rate_hz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVARIANTS))
+def test_broken_invariant_is_malformed_and_says_where(tmp_path: Path, doc: dict[str, Any], case: str) -> None:
+    fn, needle = INVARIANTS[case]
+    err = refusal(tmp_path, _edit(doc, fn))
+    assert err.reason == "malformed"
+    assert needle in err.message, err.message
+
+
+def test_the_unedited_document_loads(tmp_path: Path, doc: dict[str, Any]) -> None:
+    """Control for the refusal tests: the same path and helpers accept the original."""
+    assert load_doc(tmp_path, doc).checksum == doc["checksum"]
+    assert load_doc(tmp_path, resign(doc)).checksum == doc["checksum"]
