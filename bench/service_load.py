@@ -13,7 +13,7 @@ through SNRs on, between, above and below the grid, with and without a device pr
 Goals: >= 2,000 req/s with p99 < 10 ms at 32 connections on one worker; ``select`` < 50 us.
 
 Usage:
-    python bench/service_load.py [--duration 5] [--concurrency 1,8,32,64] [--tool auto|wrk|python]
+    python bench/service_load.py [--duration 5] [--concurrency 1,8,32,64] [--tool auto|wrk|python] [--check]
 """
 
 from __future__ import annotations
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,8,32,64", help="comma-separated connection counts")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     ap.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     tool = args.tool if args.tool != "auto" else ("wrk" if shutil.which("wrk") else "python")
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     met_sel = select_us < GOAL_SELECT_US
     ok &= met_sel
     print(f"- goal select < {GOAL_SELECT_US:g} us: {'met' if met_sel else 'NOT met'} ({select_us:.1f} us)")
-    return 0 if ok else 1
+    return 0 if ok or not args.check else 1
 
 
 if __name__ == "__main__":

@@ -78,17 +78,15 @@ class MergePlan:
         num_b = (num_tokens - num_prefix) // 2
         num_out = num_tokens - r
         device = src_idx.device
-        batch_start = torch.arange(batch, device=device).unsqueeze(1)  # [B, 1]
-        in_start = batch_start * num_tokens
-        prefix_rows = in_start + torch.arange(num_prefix, device=device)
-        b_rows = in_start + torch.arange(num_prefix + 1, num_tokens, 2, device=device)
-        a_rows = in_start + num_prefix  # A token i sits at position num_prefix + 2 i
-        keep_rows = torch.cat([prefix_rows, a_rows + 2 * unm_idx, b_rows], dim=1)
+        rows = torch.arange(batch * num_tokens, device=device).view(batch, num_tokens)
+        a_rows = rows[:, num_prefix::2]
+        keep_rows = torch.cat([rows[:, :num_prefix], a_rows.gather(1, unm_idx), rows[:, num_prefix + 1 :: 2]], dim=1)
+        out_b_start = torch.arange(num_out - num_b, batch * num_out, num_out, device=device).unsqueeze(1)
         return cls(
             num_prefix=num_prefix, unm_idx=unm_idx, src_idx=src_idx, dst_idx=dst_idx,
             keep_rows=keep_rows.view(-1),
-            src_rows=(a_rows + 2 * src_idx).view(-1),
-            dst_rows=(batch_start * num_out + (num_out - num_b) + dst_idx).view(-1),
+            src_rows=a_rows.gather(1, src_idx).view(-1),
+            dst_rows=(out_b_start + dst_idx).view(-1),
         )
 
     @property

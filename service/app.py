@@ -331,7 +331,7 @@ async def get_front(request: Request, loaded: FrontDep) -> Response:
     headers = {"ETag": loaded.etag, "Cache-Control": "no-cache"}
     inm = request.headers.get("if-none-match")
     if inm is not None and etag_matches(inm, loaded.etag):
-        pass
+        return Response(status_code=304, headers=headers)
     return Response(loaded.body, media_type=JSON, headers=headers)
 
 
