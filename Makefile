@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= runs/default
+# Idle OpenMP threads sleep rather than spin, so parallel processes on few cores do not stall each other.
+export OMP_WAIT_POLICY ?= PASSIVE
 CONFIG ?= configs/default.yaml
 
 .PHONY: run test lint install sysdeps serve bench clean
@@ -43,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/mypy models channel_sim optimizer service paretoctl
 
 bench: $(STAMP) sysdeps
+	./scripts/ensure-system-deps.sh --bench
 	$(BIN)/python bench/merge_speed.py
 	$(BIN)/python bench/channel_speed.py
 	$(BIN)/python bench/service_load.py

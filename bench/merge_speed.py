@@ -64,6 +64,14 @@ class Row:
         return (1.0 - self.wall_ratio) / saved if saved > 1e-9 else math.nan
 
 
+def build(name: str) -> VisionTransformer:
+    """A randomly initialised timm ViT in eval mode."""
+    model = timm.create_model(name, pretrained=False).eval()
+    if not isinstance(model, VisionTransformer):
+        raise TypeError(f"{name} is a {type(model).__name__}, not a timm VisionTransformer")
+    return model
+
+
 def schedules_for(model: VisionTransformer) -> list[tuple[str, list[int]]]:
     """Constant and decreasing ToMe schedules plus a few proportion vectors, sized to the model."""
     depth, patches = len(model.blocks), int(model.patch_embed.num_patches)
@@ -88,8 +96,8 @@ def time_forward(model: torch.nn.Module, images: torch.Tensor, inner: int) -> fl
 def bench(name: str, batch: int, rounds: int, min_time: float) -> list[Row]:
     """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved."""
     torch.manual_seed(0)
-    base: VisionTransformer = timm.create_model(name, pretrained=False).eval()
-    merged: VisionTransformer = timm.create_model(name, pretrained=False).eval()
+    base = build(name)
+    merged = build(name)
     merged.load_state_dict(base.state_dict())
     schedules = schedules_for(base)
     apply_merging(merged, schedules[0][1])
@@ -164,10 +172,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in args.models.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             rows.extend(bench(name.strip(), batch, rounds, min_time))
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
     print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())
     print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {rounds} rounds, "
-          f"median; {time.perf_counter() - started:.0f} s in all\n")
+          f"{cpus} CPUs ({platform.processor() or platform.machine()}), {rounds} rounds, "
+          f"median; {time.perf_counter() - started:.0f} s in all; load average {load:.1f}\n")
+    if load > 0.5 * cpus:
+        print(f"WARNING: load average {load:.1f} on {cpus} CPUs: other jobs share the cores, so these "
+              "timings are noisy (and threads that wait on each other make it worse; try --threads 1).\n")
     print(markdown(rows))
 
 

@@ -9,7 +9,8 @@ Inside each patched block, as in ToMe:
 
 1. attention runs with *proportional attention*: ``log(size)`` of each key token is added to the
    attention logits, through ``scaled_dot_product_attention``'s additive ``attn_mask`` (shape
-   ``[B, 1, 1, N]``), so the fused kernel still runs;
+   ``[B, 1, 1, N]``), so the fused kernel still runs (before the schedule's first merge all sizes
+   are 1 and the zero bias is left out);
 2. between attention and MLP, ``r`` tokens are merged by bipartite soft matching on the attention
    keys averaged over heads (:mod:`models.merge`), as size-weighted averages;
 3. the MLP runs on the shorter sequence.
@@ -61,6 +62,19 @@ __all__ = [
 ]
 
 
+def _mean_over_heads(k: torch.Tensor) -> torch.Tensor:
+    """``[B, H, N, d]`` -> ``[B, N, d]``, the ToMe merge metric.
+
+    timm's ``k`` is a strided view into the fused qkv output; summing its head slices one by one is
+    about twice as fast on CPU as ``k.mean(dim=1)``, which reduces across that awkward stride.
+    """
+    heads = k.unbind(1)
+    total = heads[0] + heads[1] if len(heads) > 1 else heads[0].clone()
+    for head in heads[2:]:
+        total.add_(head)
+    return total.div_(len(heads))
+
+
 class MergingAttention(Attention):
     """timm ``Attention`` with proportional attention that also returns the merge metric."""
 
@@ -98,7 +112,7 @@ class MergingAttention(Attention):
         if gate_value is not None:
             out = out * gate_value
         out = self.proj_drop(self.proj(out))
-        return out, (k.mean(dim=1) if need_metric else None)
+        return out, (_mean_over_heads(k) if need_metric else None)
 
 
 class MergingBlock(Block):

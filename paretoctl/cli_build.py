@@ -35,10 +35,15 @@ def build(
     resume: bool = typer.Option(False, help="Continue a build that was interrupted; nothing is repeated."),
 ) -> None:
     """Search per-layer merge schedules with BoTorch and write the Pareto front artifact."""
+    import logging
+
     from rich.console import Console
 
     from optimizer.config import ConfigError, load_config
 
+    # torch logs "No CUDA runtime is found" when a dependency imports its C++-extension helpers; on a
+    # CPU-only machine that is expected, not a warning worth a user's attention.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     console = Console(stderr=True)
     try:
         cfg = load_config(config, {"search.budget": budget, "search.seed": seed})

@@ -60,6 +60,7 @@ def test_plan_rows_offset_by_batch() -> None:
     assert plan.dst_rows.tolist() == [3, 2, 7, 6]
     x, size = merge_weighted(X_1.repeat(2, 1, 1), SIZE_1.repeat(2, 1, 1), plan)
     torch.testing.assert_close(x[1], x[0])
+    assert size[:, :, 0].tolist() == [[1.0, 1.0, 4.0, 4.0]] * 2
     torch.testing.assert_close(x[0, :, 0], torch.tensor([10.0, 1.0, 3.5, 3.75]))
 
 
@@ -172,3 +173,12 @@ def test_merges_conserve_mass_size_and_prefix(num_prefix: int) -> None:
         torch.testing.assert_close(source.sum(dim=-1, keepdim=True), new_size)
         assert torch.equal(source.sum(dim=1), torch.ones(batch, n, dtype=torch.float64))
         x, size = new_x, new_size
+
+
+def test_merge_weighted_gradients() -> None:
+    """The in-place row updates must keep autograd right (ToMe also trains with merging)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    size = (torch.rand(2, 9, 1, generator=gen, dtype=torch.float64) + 0.5).requires_grad_(True)
+    plan = bipartite_soft_matching(torch.randn(2, 9, 4, generator=gen), r=3, num_prefix=2)
+    assert torch.autograd.gradcheck(lambda x_, s_: merge_weighted(x_, s_, plan), (x, size))
