@@ -8,7 +8,7 @@ built from a much larger Sobol + uniform sweep (plus every point any method foun
 Everything is archived in the output directory, so an interrupted run resumes where it stopped, and
 identical schedules are measured once. Run:
 
-    python bench/bo_vs_baselines.py --out runs/bench_bo [--budget 40] [--seeds 0 1 2] [--sweep 200]
+    python bench/bo_vs_baselines.py --out runs/bench_bo [--budget 40] [--initial 8] [--seeds 0 1 2] [--sweep 200]
 """
 
 from __future__ import annotations
@@ -38,18 +38,21 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs/default.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs/bench_bo"))
     ap.add_argument("--budget", type=int, default=40)
+    ap.add_argument("--initial", type=int, default=8, help="BoTorch's Sobol design (NSGA-II's population)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sweep", type=int, default=200, help="Sobol points of the reference sweep")
     ap.add_argument("--val-limit", type=int, default=1000)
     args = ap.parse_args()
 
-    cfg = load_config(args.config, {"data.val_limit": args.val_limit, "search.budget": args.budget})
+    cfg = load_config(args.config, {"data.val_limit": args.val_limit, "search.budget": args.budget,
+                                    "search.initial": min(args.initial, args.budget)})
     out = Path(args.out)
     t0 = time.time()
 
     def progress(phase: str, done: int, total: int, hv: float | None) -> None:
         hv_s = f" HV {hv:.4f}" if hv is not None else ""
-        print(f"\r[{time.time() - t0:7.0f}s] {phase:<16} {done:>4}/{total}{hv_s}   ", end="", flush=True, file=sys.stderr)
+        line = f"[{time.time() - t0:7.0f}s] {phase:<16} {done:>4}/{total}{hv_s}"
+        print(f"\r{line}   ", end="", flush=True, file=sys.stderr)
 
     text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     ctx = open_context(cfg, out, resume=True, progress=progress, config_text=text)

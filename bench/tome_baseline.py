@@ -17,12 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import load_fmnist, subset  # noqa: E402
-from models.flops import analytic_cost  # noqa: E402
-from models.loading import ModelSpec, bundled_model_card, create_model  # noqa: E402
-from models.patch import apply_merging, set_schedule  # noqa: E402
-from models.schedule import constant_r, decreasing_r  # noqa: E402
-from models.train import evaluate_accuracy  # noqa: E402
+from models.data import load_fmnist, subset
+from models.flops import analytic_cost
+from models.loading import ModelSpec, bundled_model_card, create_model
+from models.patch import apply_merging, set_schedule
+from models.schedule import constant_r, decreasing_r
+from models.train import evaluate_accuracy
 
 
 def main() -> None:

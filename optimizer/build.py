@@ -139,6 +139,8 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
         planned = ctx.plan.get(tag, batch)
         if planned is None:
             hist = ctx.archive.where(method=tag)
+            if getattr(proposer, "uses_reference", False):
+                hist = [dict(ref), *hist]
             x = torch.tensor([h["x"] for h in hist], dtype=torch.double).reshape(-1, ctx.space.dim)
             y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
             planned = proposer.propose(batch, x, y, ref_point, size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -96,7 +96,11 @@ class UniformProposer:
 class BotorchProposer:
     """Multi-objective BO: qLogNEHVI on a GP for grid-mean accuracy, with the known costs exact.
 
-    * Batch 0 is a scrambled Sobol design of ``initial`` points (space filling before any model).
+    * Batch 0 is the initial design of ``initial`` points: half are ToMe's uniform schedules spread
+      from light to heavy merging (known-good structure, so the GP sees the sensible region from the
+      start), half are scrambled Sobol points (space filling, so it also sees irregular schedules).
+      They count against the budget like any other evaluation.
+    * The GP also sees the unmerged reference evaluation, which every method is given.
     * Then batches of ``q`` points maximise qLogNoisyExpectedHypervolumeImprovement. The GP
       (SingleTaskGP, inputs normalised to the unit cube, outputs standardised, noise inferred, since
       accuracy is measured on a finite sample) models mean accuracy over the (channel, SNR) grid;
@@ -112,13 +116,22 @@ class BotorchProposer:
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
         self.maxiter = maxiter
 
+    uses_reference = True
+
     def batch_size(self, batch: int) -> int:
         return self.initial if batch == 0 else self.q
+
+    def initial_design(self, n: int) -> list[list[float]]:
+        """``n // 2`` ToMe schedules (light to heavy, no-merge excluded) then Sobol points."""
+        n_tome = n // 2
+        tome = UniformProposer(self.space, self.q, n_tome + 1).ordered(n_tome + 1)[1:]
+        points = [self.space.from_r(r) for r in tome]
+        return points + sobol_points(n - len(points), self.space.dim, self.seed).tolist()
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                 n: int) -> list[list[float]]:
         if batch == 0 or len(x) < 2:
-            return sobol_points(n, self.space.dim, self.seed, skip=len(x)).tolist()
+            return self.initial_design(n)
         return self._acquire(batch, x, y, ref_point, n).tolist()
 
     def _acquire(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
@@ -150,7 +163,8 @@ class BotorchProposer:
 
         model = ModelList(gp, GenericDeterministicModel(known_costs, num_outputs=2))
         # A list sampler: QMC normal base samples for the GP, none needed for the known costs.
-        sampler = get_sampler(model.posterior(x[:1]), torch.Size([self.mc_samples]), seed=self.seed + batch)
+        posterior: Any = model.posterior(x[:1])
+        sampler = get_sampler(posterior, torch.Size([self.mc_samples]), seed=self.seed + batch)
         acq = qLogNoisyExpectedHypervolumeImprovement(
             model=model, ref_point=list(ref_point), X_baseline=x, prune_baseline=True, sampler=sampler,
         )

@@ -40,5 +40,7 @@ class BuildProgress:
         if phase not in self._tasks:
             self._tasks[phase] = self._progress.add_task(phase, total=total, completed=0, hv="-")
         task = self._tasks[phase]
-        fields = {"hv": f"{hv:.4f}"} if hv is not None else {}
-        self._progress.update(task, total=total, completed=done, **fields)
+        if hv is None:
+            self._progress.update(task, total=total, completed=done)
+        else:
+            self._progress.update(task, total=total, completed=done, hv=f"{hv:.4f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -40,7 +41,7 @@ def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
     conv = json.loads((smoke_build / "convergence.json").read_text())
     curve = conv["methods"]["botorch"]
     assert [p["n_evals"] for p in curve] == list(range(1, 9))
-    assert all(b["hypervolume"] >= a["hypervolume"] - 1e-12 for a, b in zip(curve, curve[1:], strict=False))
+    assert all(b["hypervolume"] >= a["hypervolume"] - 1e-12 for a, b in itertools.pairwise(curve))
 
 
 def _dominates(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
