@@ -5,44 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import timm
 import torch
-from timm.layers import LayerScale
 
-import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
 from models.patch import apply_merging
 from models.schedule import resolve_schedule, tokens_after_layers
 from models.split import TokenState, edge_forward, pool_tokens, server_forward
-
-MODEL_CASES: list[tuple[str, dict[str, Any]]] = [
-    ("test_vit", dict(img_size=64)),
-    ("test_vit2", dict(img_size=64)),  # no cls, 1 register, avg pool
-    ("deit_tiny_patch16_224", dict(img_size=64)),
-    ("deit3_small_patch16_224", dict(img_size=64)),  # LayerScale
-    ("vit_small_patch14_reg4_dinov2", dict(img_size=56)),  # cls + 4 registers
-    ("vit_little_patch16_reg4_gap_256", dict(img_size=64)),  # 4 registers, avg pool
-    ("vit_tiny_patch16_224", dict(img_size=64, qk_norm=True)),
-    ("vit_tiny_patch16_224", dict(img_size=64, class_token=False, global_pool="avg")),
-    ("deit_tiny_distilled_patch16_224", dict(img_size=64)),
-    ("vit_fmnist_patch4_28", {}),
-]
-CASE_IDS = [f"{name}-{i}" for i, (name, _) in enumerate(MODEL_CASES)]
-
-
-def make_model(name: str, kwargs: dict[str, Any]) -> Any:
-    torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, LayerScale):
-                module.gamma.uniform_(0.2, 1.0)
-    return model
-
-
-def make_images(model: Any, batch: int = 2) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(2)
-    height, width = model.patch_embed.img_size
-    return torch.randn(batch, model.patch_embed.proj.in_channels, height, width, generator=gen)
+from tests.models.vit_cases import CASE_IDS, MODEL_CASES, make_images, make_model
 
 
 @pytest.mark.parametrize("patched", [False, True], ids=["unpatched", "patched"])
