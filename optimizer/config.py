@@ -55,7 +55,7 @@ class ChannelSpec(_Strict):
 
     kind: ChannelKind
     k_factor: float | None = Field(None, ge=0)
-    block: str | None = None
+    block: str | int | None = None  # "symbol" | "token" | "image" | symbols per block
     equaliser: str | None = None
 
     def params(self) -> dict[str, Any]:
