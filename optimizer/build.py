@@ -334,8 +334,12 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
     searched = [with_id(r) for recs in by_method.values() for r in recs]
     front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs)
     keep = {c["id"] for c in front} | {config_id(ref)} | {config_id(m) for m in marks}
-    final = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
-    final = [c for i, c in enumerate(final) if c["id"] in keep and c["id"] not in {f["id"] for f in final[:i]}]
+    candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
+    final, seen = [], set()
+    for c in candidates:  # one entry per schedule: the reference first, then the marks, then the search
+        if c["id"] in keep and tuple(c["r"]) not in seen:
+            seen.add(tuple(c["r"]))
+            final.append(c)
     test = measure_on_test(ctx, final)
     provenance = {
         "model": cfg.model.name if cfg.model.name != "bundled" else "bundled:vit_fmnist_patch4_28",

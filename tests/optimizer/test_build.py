@@ -27,6 +27,7 @@ def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
     assert prov.checkpoint_sha256 and len(prov.checkpoint_sha256) == 64
     assert {"torch", "botorch", "timm"} <= set(prov.packages)
     ids = {c.id for c in front.configs}
+    assert len({tuple(c.r) for c in front.configs}) == len(front.configs)  # one entry per schedule
     assert front.reference_config_id == "unmerged" and "unmerged" in ids
     assert {c.source for c in front.configs} >= {"reference", "uniform", "botorch"}
     ref = front.config("unmerged")
