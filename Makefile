@@ -26,7 +26,7 @@ sysdeps:
 run: $(STAMP) sysdeps
 	$(BIN)/paretoctl build --config $(CONFIG) --out $(OUT) --resume
 	$(BIN)/paretoctl policy --front $(OUT)/front.json --snr 5 --latency 50
-	$(BIN)/paretoctl policy --front $(OUT)/front.json --snr 20 --latency 20
+	$(BIN)/paretoctl policy --front $(OUT)/front.json --snr 20 --latency 11
 	$(BIN)/paretoctl plot $(OUT) --out $(OUT)/plots
 	@echo "Serve it with: make serve   (dashboard at http://127.0.0.1:8000/)"
 
