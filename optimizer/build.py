@@ -74,8 +74,8 @@ class BuildContext:
     test_archive: JsonlArchive
     plan: PlanStore
     progress: ProgressFn
-    sizes: dict[str, int] | None = None
-    profile: Any = None
+    sizes: dict[str, int]
+    profile: Any
 
     def __post_init__(self) -> None:
         self._cache: dict[tuple[int, ...], Evaluation] = {}
@@ -215,7 +215,7 @@ def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: Se
         "id": rec["id"], "source": rec["method"].split("-")[0],
         "proportions": props, "r": rec["r"], "tokens_per_layer": rec["tokens_per_layer"],
         "gflops": rec["gflops"], "tokens_sent": rec["tokens_sent"], "channel_uses": rec["channel_uses"],
-        "latency": lat.model_dump() if hasattr(lat, "model_dump") else dict(lat),
+        "latency": lat.model_dump(),
         "accuracy_val": rec["accuracy_val"], "accuracy_test": test_rec["accuracy_test"],
     }
 
@@ -304,11 +304,9 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
 
     val = evaluator(val_ds)
     space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
-    ctx = BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, JsonlArchive(out / "archive.jsonl"),
-                       JsonlArchive(out / "test_archive.jsonl"), PlanStore(out / "plan.json"), progress)
-    ctx.sizes = {"val": len(val_ds), "test": len(test_ds)}
-    ctx.profile = profile
-    return ctx
+    return BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, JsonlArchive(out / "archive.jsonl"),
+                        JsonlArchive(out / "test_archive.jsonl"), PlanStore(out / "plan.json"), progress,
+                        sizes={"val": len(val_ds), "test": len(test_ds)}, profile=profile)
 
 
 def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: ProgressFn | None = None,
@@ -333,11 +331,10 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
 
     searched = [with_id(r) for recs in by_method.values() for r in recs]
     front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs)
-    keep = {c["id"] for c in front} | {config_id(ref)} | {config_id(m) for m in marks}
     candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
     for c in candidates:  # one entry per schedule: the reference first, then the marks, then the search
-        if c["id"] in keep and tuple(c["r"]) not in seen:
+        if tuple(c["r"]) not in seen:
             seen.add(tuple(c["r"]))
             final.append(c)
     test = measure_on_test(ctx, final)

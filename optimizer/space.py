@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from models.flops import vit_shape
 from models.schedule import proportions_from_r, resolve_schedule
 
 
@@ -33,23 +34,16 @@ class ViTShape:
 
     @classmethod
     def of(cls, model: Any) -> ViTShape:
-        """Read the shape off a timm VisionTransformer (typed Any: timm ships no type information)."""
-        blocks = model.blocks
-        dim = int(model.embed_dim)
-        pe = model.patch_embed
-        proj = pe.proj
-        kernel = proj.kernel_size[0] * proj.kernel_size[1] * proj.in_channels
-        num_patches = int(pe.num_patches)
-        head = model.head
-        n_cls = int(head.out_features) if isinstance(head, torch.nn.Linear) else 0
+        """The search's view of ``models.flops.vit_shape`` (one reader of a timm ViT's sizes)."""
+        full = vit_shape(model)
         return cls(
-            depth=len(blocks),
-            dim=dim,
-            mlp_hidden=int(blocks[0].mlp.fc1.out_features),
-            num_patches=num_patches,
-            num_prefix=int(model.num_prefix_tokens),
-            patch_flops=2.0 * num_patches * kernel * dim,
-            head_flops=2.0 * dim * n_cls,
+            depth=full.depth,
+            dim=full.embed_dim,
+            mlp_hidden=full.mlp_fc1[1],
+            num_patches=full.num_patches,
+            num_prefix=full.num_prefix,
+            patch_flops=2.0 * full.num_patches * full.patch_macs,
+            head_flops=2.0 * full.head_macs,
         )
 
 
