@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The paretoctl policy service: GET /policy, /front, /healthz, /readyz, /metrics.
-# Base install only (pydantic, FastAPI, uvicorn): no torch, so the image stays small.
+# The [server] extra only (pydantic, FastAPI, uvicorn): no torch, so the image stays small.
 #
 #   docker build -t paretoctl-policy .
 #   docker run -p 8000:8000 -v "$PWD/runs/build/front.json:/data/front.json:ro" paretoctl-policy
@@ -20,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY paretoctl /src/paretoctl
-RUN pip install /src && rm -rf /src
+RUN pip install "/src[server]" && rm -rf /src
 
 WORKDIR /app
 COPY configs/devices ./configs/devices
@@ -31,7 +31,7 @@ RUN --mount=type=bind,source=.,target=/ctx \
     mkdir -p /data \
     && if [ -n "$FRONT" ]; then \
          cp "/ctx/$FRONT" /data/front.json \
-         && python -c "from service.schema import load_front; f = load_front('/data/front.json'); print('baked front', f.checksum)"; \
+         && python -c "from paretoctl.service.schema import load_front; f = load_front('/data/front.json'); print('baked front', f.checksum)"; \
        fi
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin paretoctl \

@@ -14,7 +14,7 @@ CONFIG ?= configs/default.yaml
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[build,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[build,server,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,12 +37,12 @@ serve: $(STAMP)
 test: $(STAMP)
 	./scripts/ensure-system-deps.sh --browser
 	$(BIN)/ruff check .
-	$(BIN)/mypy models channel_sim optimizer service paretoctl
+	$(BIN)/mypy -p paretoctl
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy models channel_sim optimizer service paretoctl
+	$(BIN)/mypy -p paretoctl
 
 bench: $(STAMP) sysdeps
 	./scripts/ensure-system-deps.sh --bench

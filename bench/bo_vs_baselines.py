@@ -25,10 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from optimizer.archive import atomic_write_text  # noqa: E402
-from optimizer.build import convergence, open_context, reference_record, run_method  # noqa: E402
-from optimizer.config import load_config  # noqa: E402
-from optimizer.pareto import per_snr_hypervolumes  # noqa: E402
+from paretoctl.optimizer.archive import atomic_write_text  # noqa: E402
+from paretoctl.optimizer.build import convergence, open_context, reference_record, run_method  # noqa: E402
+from paretoctl.optimizer.config import load_config  # noqa: E402
+from paretoctl.optimizer.pareto import per_snr_hypervolumes  # noqa: E402
 
 METHODS = ("botorch", "sobol", "nsga2", "uniform")
 

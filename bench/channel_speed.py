@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from channel_sim import make_channel
+from paretoctl.channel_sim import make_channel
 
 GOAL = 0.05
 CHANNELS: list[tuple[str, str, dict[str, object]]] = [
@@ -49,7 +49,7 @@ def bench(batch: int, reps: int, device: torch.device) -> list[tuple[str, float,
     """Median seconds of the model and each channel at one batch size; rows (name, channel_s, model_s)."""
     import timm
 
-    import models.vit_fmnist  # noqa: F401  (registers the model with timm)
+    import paretoctl.models.vit_fmnist  # noqa: F401  (registers the model with timm)
 
     model = timm.create_model("vit_fmnist_patch4_28").eval().to(device)
     images = torch.randn(batch, 1, 28, 28, device=device)

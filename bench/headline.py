@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.schema import load_front
+from paretoctl.service.schema import load_front
 
 
 def main() -> None:

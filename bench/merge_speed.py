@@ -6,7 +6,7 @@ configuration once, in a rotated order, so slow drifts of the machine (other job
 hit all of them alike. After a warm-up, the median over rounds is reported. Each measurement repeats
 the forward pass enough times to last about ``--min-time`` seconds, so batch 1 is not timer noise.
 
-Columns: FLOPs ratio = analytic merged / unmerged GFLOPs (``models.flops``); wall ratio = median
+Columns: FLOPs ratio = analytic merged / unmerged GFLOPs (``paretoctl.models.flops``); wall ratio = median
 merged / median unmerged time; efficiency = (1 - wall ratio) / (1 - FLOPs ratio), the share of the
 FLOPs saving that turns into time saved (1 is ideal; the goal is >= 0.8 at batch 64).
 
@@ -37,10 +37,10 @@ from timm.models.vision_transformer import VisionTransformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
-from models.flops import analytic_cost
-from models.patch import apply_merging, set_schedule
-from models.schedule import constant_r, decreasing_r, resolve_schedule
+import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from paretoctl.models.flops import analytic_cost
+from paretoctl.models.patch import apply_merging, set_schedule
+from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule
 
 UNMERGED = "unmerged"
 

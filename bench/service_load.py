@@ -4,7 +4,7 @@ Starts ``paretoctl serve`` (one uvicorn worker by default) on a synthetic 50-con
 ``--front``), then for each concurrency level (1, 8, 32, 64 connections) drives ``/policy`` from a
 second process for a bounded time (and, with the Python generator, a bounded number of requests),
 and prints a markdown table of requests/s and p50/p99 latency. It also times one in-process
-``service.policy.select`` call.
+``paretoctl.service.policy.select`` call.
 
 The load generator is ``wrk`` when it is installed (``apt-get install wrk``; C, so it costs the
 server little CPU), else a small asyncio HTTP/1.1 keep-alive client in a subprocess. Queries cycle
@@ -191,8 +191,8 @@ def run_python(port: int, connections: int, duration: float, max_requests: int) 
 
 def time_select(front_path: Path) -> float:
     """Microseconds per in-process ``select`` call (best of 5 runs of 2,000, index already built)."""
-    from service.policy import select
-    from service.schema import load_front
+    from paretoctl.service.policy import select
+    from paretoctl.service.schema import load_front
 
     front = load_front(front_path)
     select(front, 7.3, 10.0)

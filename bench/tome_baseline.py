@@ -17,12 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data import load_fmnist, subset
-from models.flops import analytic_cost
-from models.loading import ModelSpec, bundled_model_card, create_model
-from models.patch import apply_merging, set_schedule
-from models.schedule import constant_r, decreasing_r
-from models.train import evaluate_accuracy
+from paretoctl.models.data import load_fmnist, subset
+from paretoctl.models.flops import analytic_cost
+from paretoctl.models.loading import ModelSpec, bundled_model_card, create_model
+from paretoctl.models.patch import apply_merging, set_schedule
+from paretoctl.models.schedule import constant_r, decreasing_r
+from paretoctl.models.train import evaluate_accuracy
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """paretoctl: channel_sim, wireless channels for token tensors with stated, tested conventions.
 
-See :mod:`channel_sim.channels` for the full statement of the conventions (packing, power, SNR,
-fading, equalisation) and :mod:`channel_sim.theory` for the closed forms they are checked against.
+See :mod:`paretoctl.channel_sim.channels` for the full statement of the conventions (packing, power, SNR,
+fading, equalisation) and :mod:`paretoctl.channel_sim.theory` for the closed forms they are checked against.
 """
 
-from channel_sim.channels import CHANNEL_KINDS, Channel, make_channel
-from channel_sim.packing import channel_uses
+from paretoctl.channel_sim.channels import CHANNEL_KINDS, Channel, make_channel
+from paretoctl.channel_sim.packing import channel_uses
 
 __all__ = ["CHANNEL_KINDS", "Channel", "channel_uses", "make_channel"]

@@ -9,7 +9,7 @@ Conventions (each is tested against closed-form theory in ``tests/channel_sim``)
    ``Es = sum_i |s_i|^2 / S = 1`` (energy is the *square* of the magnitude, and the pad counts as a
    symbol). The receiver multiplies the scale back. The scale and the token sizes are side
    information, assumed to arrive reliably over a digital control channel but counted by
-   :func:`channel_sim.packing.channel_uses`.
+   :func:`paretoctl.channel_sim.packing.channel_uses`.
 3. **SNR** is ``Es/N0`` in dB, so ``N0 = 10 ** (-snr_db / 10)``. AWGN is ``n ~ CN(0, N0)``: real and
    imaginary parts are independent ``N(0, N0 / 2)``. For a modulation with ``k`` bits per symbol,
    ``Eb/N0 = Es/N0 / k``. The SNR must be finite (a ``ValueError`` otherwise): a noiseless link is
@@ -48,7 +48,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from channel_sim.packing import pack, unpack
+from paretoctl.channel_sim.packing import pack, unpack
 
 __all__ = [
     "BLOCKS",

@@ -1,8 +1,8 @@
 """The BER-vs-theory experiment behind ``paretoctl channel check``.
 
 Each curve sends random Gray-coded bits through a channel's complex core
-(:meth:`channel_sim.channels.Channel.transmit_symbols`), counts bit errors after hard decisions and
-compares them with :mod:`channel_sim.theory`. A wrong convention (noise variance N0 instead of N0/2
+(:meth:`paretoctl.channel_sim.channels.Channel.transmit_symbols`), counts bit errors after hard decisions and
+compares them with :mod:`paretoctl.channel_sim.theory`. A wrong convention (noise variance N0 instead of N0/2
 per rail, an L2 norm taken for a power, a real Gaussian "fading" gain, no equalisation) moves a
 curve by decibels, far outside the tolerance below.
 
@@ -28,9 +28,9 @@ import torch
 from rich import box
 from rich.table import Table
 
-from channel_sim.channels import Channel, make_channel
-from channel_sim.modulation import demodulate, modulate
-from channel_sim.theory import BITS_PER_SYMBOL, ber_16qam_awgn, theory_ber
+from paretoctl.channel_sim.channels import Channel, make_channel
+from paretoctl.channel_sim.modulation import demodulate, modulate
+from paretoctl.channel_sim.theory import BITS_PER_SYMBOL, ber_16qam_awgn, theory_ber
 
 __all__ = [
     "DEFAULT_CURVES",

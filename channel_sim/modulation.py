@@ -1,6 +1,6 @@
 """Gray-coded BPSK, QPSK and 16-QAM with unit average symbol energy and hard-decision demodulation.
 
-These exist to check the channels against :mod:`channel_sim.theory`: bits -> symbols ->
+These exist to check the channels against :mod:`paretoctl.channel_sim.theory`: bits -> symbols ->
 ``channel.transmit_symbols`` -> bits. Conventions:
 
 * Bits are 0/1 integers (or bools) in a tensor ``[..., n * k]``; symbols are ``[..., n]`` complex64.
@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from channel_sim.theory import BITS_PER_SYMBOL
+from paretoctl.channel_sim.theory import BITS_PER_SYMBOL
 
 __all__ = ["BITS_PER_SYMBOL", "MODULATIONS", "demodulate", "modulate"]
 

@@ -1,6 +1,6 @@
 """Real token tensors <-> unit-energy complex symbols, and the channel-use count.
 
-Conventions (the full statement lives in :mod:`channel_sim.channels`):
+Conventions (the full statement lives in :mod:`paretoctl.channel_sim.channels`):
 
 * **Packing.** Each sample of a batch ``[B, ...]`` is flattened in C order to ``M`` reals, padded
   with one zero when ``M`` is odd, and read as ``S = ceil(M / 2)`` complex symbols

@@ -1,7 +1,7 @@
 """Closed-form bit-error rates, all as functions of Es/N0 in dB (pure Python, no torch or scipy).
 
 Conventions: ``snr_db`` is the energy per *symbol* over the noise density, ``Es/N0``, as in
-:mod:`channel_sim.channels`. With ``k`` bits per symbol, ``Eb/N0 = (Es/N0) / k`` (BPSK ``k = 1``,
+:mod:`paretoctl.channel_sim.channels`. With ``k`` bits per symbol, ``Eb/N0 = (Es/N0) / k`` (BPSK ``k = 1``,
 QPSK ``k = 2``, 16-QAM ``k = 4``). Mappings are Gray coded; detection is coherent with hard decisions
 and, for fading, perfect channel knowledge. Rayleigh results are averages over ``h ~ CN(0, 1)``, which
 holds per bit whatever the block length (the block only correlates errors). ``Q(x) = erfc(x / sqrt 2) / 2``.

@@ -31,8 +31,8 @@ from timm.layers.attention import Attention
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from models.schedule import tokens_after_layers, validate_r
-from models.split import merge_schedule
+from paretoctl.models.schedule import tokens_after_layers, validate_r
+from paretoctl.models.split import merge_schedule
 
 __all__ = ["CostReport", "ViTShape", "analytic_cost", "cost_from_shape", "vit_shape"]
 

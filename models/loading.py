@@ -127,8 +127,8 @@ def create_model(spec: ModelSpec) -> torch.nn.Module:
     """Build the model ``spec`` names, in eval mode, on CPU."""
     import timm
 
-    import models.vit_fmnist  # noqa: F401  (registers the bundled architecture)
-    from models.vit_fmnist import VIT_FMNIST_NAME
+    import paretoctl.models.vit_fmnist  # noqa: F401  (registers the bundled architecture)
+    from paretoctl.models.vit_fmnist import VIT_FMNIST_NAME
 
     kwargs = dict(spec.kwargs or {})
     if spec.name == BUNDLED_NAME:

@@ -12,7 +12,7 @@ Inside each patched block, as in ToMe:
    ``[B, 1, 1, N]``), so the fused kernel still runs (before the schedule's first merge all sizes
    are 1 and the zero bias is left out);
 2. between attention and MLP, ``r`` tokens are merged by bipartite soft matching on the attention
-   keys averaged over heads (:mod:`models.merge`), as size-weighted averages;
+   keys averaged over heads (:mod:`paretoctl.models.merge`), as size-weighted averages;
 3. the MLP runs on the shorter sequence.
 
 Prefix tokens (``model.num_prefix_tokens``: cls, dist, registers) are never merged. Average pooling
@@ -37,9 +37,9 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from models.merge import bipartite_soft_matching, merge_source, merge_weighted
-from models.schedule import validate_r
-from models.split import (
+from paretoctl.models.merge import bipartite_soft_matching, merge_source, merge_weighted
+from paretoctl.models.schedule import validate_r
+from paretoctl.models.split import (
     SCHEDULE_ATTR,
     TRACE_SOURCE_ATTR,
     TokenState,
@@ -168,13 +168,13 @@ class MergingVisionTransformer(VisionTransformer):
 
     def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                          is_causal: bool = False) -> torch.Tensor:
-        """Images to final-normed tokens ``[B, N_L, D]`` (the sizes are dropped; use ``models.split``)."""
+        """Images to final-normed tokens ``[B, N_L, D]`` (the sizes are dropped; use ``paretoctl.models.split``)."""
         return self.norm(_forward_tokens(self, x, attn_mask, is_causal).tokens)
 
     def forward_intermediates(self, *args: Any, **kwargs: Any) -> Any:
         """Not supported: intermediate token counts differ per layer under merging."""
         raise NotImplementedError("forward_intermediates is not supported on a token-merging model; "
-                                  "use models.split.edge_forward to read intermediate tokens")
+                                  "use paretoctl.models.split.edge_forward to read intermediate tokens")
 
 
 class MergingVisionTransformerDistilled(MergingVisionTransformer, VisionTransformerDistilled):
@@ -243,7 +243,7 @@ def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source
         model: a timm ``VisionTransformer`` or ``VisionTransformerDistilled`` made of timm ``Block``s.
         r: tokens to merge in each block; None merges nothing (the model then gives the unpatched
             model's outputs).
-        trace_source: keep a source matrix so :func:`models.split.edge_forward` can report which
+        trace_source: keep a source matrix so :func:`paretoctl.models.split.edge_forward` can report which
             patches each token holds.
 
     Returns:

@@ -3,7 +3,7 @@
 The edge embeds the image and runs blocks ``[0, split)``; what crosses the link is a
 :class:`TokenState` (tokens plus their sizes, which proportional attention and size-weighted pooling
 need). The server runs blocks ``[split, L)``, the final norm, pooling and the head. A model patched by
-:func:`models.patch.apply_merging` merges tokens on both sides with the schedule stored on the model
+:func:`paretoctl.models.patch.apply_merging` merges tokens on both sides with the schedule stored on the model
 (``model.merge_r``); an unpatched model runs unchanged, with all sizes 1.
 
 This module is also the patched model's own forward pass: ``model(images)`` is exactly
@@ -22,7 +22,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from models.merge import init_source
+from paretoctl.models.merge import init_source
 
 __all__ = [
     "SCHEDULE_ATTR",

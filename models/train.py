@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader
 
-from models.data import load_fmnist
-from models.vit_fmnist import VIT_FMNIST_NAME
+from paretoctl.models.data import load_fmnist
+from paretoctl.models.vit_fmnist import VIT_FMNIST_NAME
 
 
 @dataclass
@@ -107,8 +107,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     import timm
     from tqdm import tqdm
 
-    import models.vit_fmnist  # noqa: F401  (registers the model with timm)
-    from models.loading import export_safetensors
+    import paretoctl.models.vit_fmnist  # noqa: F401  (registers the model with timm)
+    from paretoctl.models.loading import export_safetensors
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

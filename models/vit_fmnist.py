@@ -18,7 +18,7 @@ VIT_FMNIST_KWARGS: dict[str, Any] = dict(
     mlp_ratio=2.0,
 )
 
-# The data config timm's transforms read; mean/std match models.data's normalisation.
+# The data config timm's transforms read; mean/std match paretoctl.models.data's normalisation.
 PRETRAINED_CFG: dict[str, Any] = dict(
     input_size=(1, 28, 28), mean=(0.2860,), std=(0.3530,), interpolation="bilinear", crop_pct=1.0,
     num_classes=10, license="mit", tag="paretoctl-fmnist",
@@ -33,7 +33,7 @@ def vit_fmnist_patch4_28(pretrained: bool = False, **kwargs: Any) -> VisionTrans
     model = VisionTransformer(**{**VIT_FMNIST_KWARGS, **kwargs})
     model.pretrained_cfg = dict(PRETRAINED_CFG)  # type: ignore[assignment]
     if pretrained:
-        from models.loading import load_bundled_weights
+        from paretoctl.models.loading import load_bundled_weights
 
         load_bundled_weights(model)
     return model

@@ -25,10 +25,11 @@ from typing import Any
 import torch
 import yaml
 
-from optimizer.archive import JsonlArchive, PlanStore, atomic_write_text
-from optimizer.config import BuildConfig
-from optimizer.evaluator import Evaluation, Evaluator, make_batches
-from optimizer.pareto import (
+from paretoctl.models.identity import model_identity
+from paretoctl.optimizer.archive import JsonlArchive, PlanStore, atomic_write_text
+from paretoctl.optimizer.config import BuildConfig
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator, make_batches
+from paretoctl.optimizer.pareto import (
     OBJECTIVES,
     hypervolume,
     objective_vector,
@@ -38,8 +39,8 @@ from optimizer.pareto import (
     snr_objectives,
     snr_reference,
 )
-from optimizer.proposers import batches_for, make_proposer
-from optimizer.space import SearchSpace, ViTShape
+from paretoctl.optimizer.proposers import batches_for, make_proposer
+from paretoctl.optimizer.space import SearchSpace, ViTShape
 
 ProgressFn = Callable[[str, int, int, float | None], None]
 
@@ -101,7 +102,7 @@ class BuildContext:
 
 
 def _evaluation_from_record(rec: Mapping[str, Any]) -> Evaluation:
-    from optimizer.evaluator import AccuracyPoint, Costs
+    from paretoctl.optimizer.evaluator import AccuracyPoint, Costs
 
     g = rec["gflops"]
     costs = Costs(g["total"], g["edge"], g["server"], rec["tokens_sent"], rec["channel_uses"],
@@ -207,7 +208,7 @@ def _package_versions() -> dict[str, str]:
 
 def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: SearchSpace,
                   profile: Any) -> dict[str, Any]:
-    from service.latency import predict_latency
+    from paretoctl.service.latency import predict_latency
 
     lat = predict_latency(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)
     props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
@@ -244,7 +245,7 @@ def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[s
 def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict[str, Any]],
                    test: Mapping[str, dict[str, Any]], provenance: dict[str, Any]) -> Path:
     """Assemble, validate and atomically write ``front.json``."""
-    from service.schema import FrontArtifact, dump_front
+    from paretoctl.service.schema import FrontArtifact, dump_front
 
     profile = ctx.profile
     grid = ctx.cfg.channel.snr_grid_db
@@ -268,9 +269,9 @@ def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict
 def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
                  config_text: str) -> BuildContext:
     """Check the build directory, load the model and data, and open the archives."""
-    from models.data import image_folder, load_fmnist, subset
-    from models.loading import ModelSpec, create_model
-    from service.latency import load_profile
+    from paretoctl.models.data import image_folder, load_fmnist, subset
+    from paretoctl.models.loading import ModelSpec, create_model
+    from paretoctl.service.latency import load_profile
 
     profile = load_profile(cfg.device)  # a bad device profile fails before any work
     out.mkdir(parents=True, exist_ok=True)
@@ -340,19 +341,25 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
     test = measure_on_test(ctx, final)
     provenance = {
         "model": cfg.model.name if cfg.model.name != "bundled" else "bundled:vit_fmnist_patch4_28",
+        "model_identity": model_identity(ctx.val.model, _timm_name(cfg)),
         "checkpoint_sha256": _checkpoint_hash(cfg),
         "dataset": cfg.data.kind if cfg.data.kind != "fmnist" else "fashion-mnist",
         "split_sizes": ctx.sizes,
         "channels": [{"kind": c.label, "params": c.params()} for c in cfg.channel.kinds],
         "snr_grid_db": grid, "seed": s.seed, "split_index": cfg.split_index, "depth": ctx.space.dim,
-        "num_patches": ctx.space.shape.num_patches, "budget": s.budget, "method": s.method,
+        "num_patches": ctx.space.shape.num_patches, "num_prefix_tokens": ctx.space.shape.num_prefix,
+        "budget": s.budget, "method": s.method,
         "packages": _package_versions(), "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": cfg.model_dump(mode="json"),
     }
     return write_artifact(ctx, with_id(ref), final, test, provenance)
 
 
+def _timm_name(cfg: BuildConfig) -> str:
+    return "vit_fmnist_patch4_28" if cfg.model.name == "bundled" else cfg.model.name
+
+
 def _checkpoint_hash(cfg: BuildConfig) -> str | None:
-    from models.loading import ModelSpec, checkpoint_hash
+    from paretoctl.models.loading import ModelSpec, checkpoint_hash
 
     return checkpoint_hash(ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained))

@@ -51,7 +51,7 @@ class DataSection(_Strict):
 
 
 class ChannelSpec(_Strict):
-    """One channel model of the grid; parameters follow ``channel_sim.make_channel``."""
+    """One channel model of the grid; parameters follow ``paretoctl.channel_sim.make_channel``."""
 
     kind: ChannelKind
     k_factor: float | None = Field(None, ge=0)

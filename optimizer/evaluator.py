@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
-from channel_sim.channels import make_channel
-from channel_sim.packing import channel_uses
-from models.flops import analytic_cost
-from models.patch import apply_merging, set_schedule
-from models.split import TokenState, edge_forward, server_forward
-from optimizer.config import ChannelSpec
+from paretoctl.channel_sim.channels import make_channel
+from paretoctl.channel_sim.packing import channel_uses
+from paretoctl.models.flops import analytic_cost
+from paretoctl.models.patch import apply_merging, set_schedule
+from paretoctl.models.split import TokenState, edge_forward, server_forward
+from paretoctl.optimizer.config import ChannelSpec
 
 
 def noise_seed(*parts: int) -> int:

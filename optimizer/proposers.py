@@ -3,7 +3,7 @@
 A proposer turns the history of its own evaluations (unit-cube points and objective vectors) into
 the next batch of unit-cube points. Every proposer is a deterministic function of (seed, batch index,
 history), so a resumed build asks for the same candidates; the build also stores each planned batch
-before evaluating it (``optimizer.archive.PlanStore``).
+before evaluating it (``paretoctl.optimizer.archive.PlanStore``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.quasirandom import SobolEngine
 
-from models.schedule import constant_r, decreasing_r
-from optimizer.space import SearchSpace
+from paretoctl.models.schedule import constant_r, decreasing_r
+from paretoctl.optimizer.space import SearchSpace
 
 
 class Proposer(Protocol):

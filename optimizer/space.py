@@ -1,11 +1,11 @@
 """The search space: the unit cube [0, 1]^L <-> per-layer merge schedules, and their known costs.
 
 A point x of the unit cube scales to proportions p = x * max_proportion, and
-``models.schedule.resolve_schedule`` turns those into integer r_l. GFLOPs and channel uses are
+``paretoctl.models.schedule.resolve_schedule`` turns those into integer r_l. GFLOPs and channel uses are
 deterministic functions of the schedule, so the optimiser does not learn them with a GP: it uses
 ``relaxed_costs``, the same cost formulas evaluated on *continuous* token counts, which is
 differentiable in x (the rounding of r_l would give zero gradients to the acquisition optimiser).
-At the integer points the relaxation agrees with ``models.flops.analytic_cost`` (tests check it).
+At the integer points the relaxation agrees with ``paretoctl.models.flops.analytic_cost`` (tests check it).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from models.flops import vit_shape
-from models.schedule import proportions_from_r, resolve_schedule
+from paretoctl.models.flops import vit_shape
+from paretoctl.models.schedule import proportions_from_r, resolve_schedule
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ViTShape:
 
     @classmethod
     def of(cls, model: Any) -> ViTShape:
-        """The search's view of ``models.flops.vit_shape`` (one reader of a timm ViT's sizes)."""
+        """The search's view of ``paretoctl.models.flops.vit_shape`` (one reader of a timm ViT's sizes)."""
         full = vit_shape(model)
         return cls(
             depth=full.depth,

@@ -13,8 +13,8 @@ def train(
     epochs: int | None = typer.Option(None, help="Override the number of epochs."),
 ) -> None:
     """Train the bundled Fashion-MNIST ViT and export its safetensors weights and model card."""
-    from models.train import TrainConfig
-    from models.train import train as run_training
+    from paretoctl.models.train import TrainConfig
+    from paretoctl.models.train import train as run_training
 
     try:
         cfg = TrainConfig.from_yaml(config)
@@ -39,7 +39,7 @@ def build(
 
     from rich.console import Console
 
-    from optimizer.config import ConfigError, load_config
+    from paretoctl.optimizer.config import ConfigError, load_config
 
     # torch logs "No CUDA runtime is found" when a dependency imports its C++-extension helpers; on a
     # CPU-only machine that is expected, not a warning worth a user's attention.
@@ -50,7 +50,7 @@ def build(
     except ConfigError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    from optimizer.build import BuildError, run_build
+    from paretoctl.optimizer.build import BuildError, run_build
     from paretoctl.progress import BuildProgress
 
     try:

@@ -1,9 +1,9 @@
 """``paretoctl channel``: the wireless channel simulator's commands.
 
-``paretoctl channel check`` proves the channel conventions (see :mod:`channel_sim.channels`) against
+``paretoctl channel check`` proves the channel conventions (see :mod:`paretoctl.channel_sim.channels`) against
 closed-form theory: it simulates BER vs Es/N0 for BPSK/QPSK/16-QAM over AWGN and BPSK/QPSK over
 per-symbol Rayleigh fading with zero-forcing, writes one PNG (and the numbers as JSON), prints a
-table, and exits 1 if a point strays beyond the statistical tolerance of :mod:`channel_sim.check`.
+table, and exits 1 if a point strays beyond the statistical tolerance of :mod:`paretoctl.channel_sim.check`.
 torch and matplotlib are imported inside the command so that the base CLI starts without them.
 """
 
@@ -34,7 +34,7 @@ def check(
 
     from rich.console import Console
 
-    from channel_sim.check import (
+    from paretoctl.channel_sim.check import (
         MIN_EXPECTED_ERRORS,
         Z_MAX,
         plot_points,

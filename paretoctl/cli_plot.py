@@ -52,7 +52,7 @@ def plot(
         from paretoctl.plots import PlotInputError, plot_path
     except ImportError as exc:  # matplotlib is an optional extra
         _fail(f"plotting needs matplotlib: pip install 'paretoctl[plot]' ({exc})")
-    from service.schema import FrontLoadError
+    from paretoctl.service.schema import FrontLoadError
 
     try:
         written = plot_path(source, out, split.value)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from service.policy import Decision
-    from service.schema import DeviceProfile
+    from paretoctl.service.policy import Decision
+    from paretoctl.service.schema import DeviceProfile
 
 EXIT_INFEASIBLE = 3
 """``paretoctl policy`` exit status when nothing fits the budget (scripts can tell it from errors)."""
@@ -52,7 +52,7 @@ def serve(
     """
     import uvicorn
 
-    from service.schema import FrontLoadError, load_front
+    from paretoctl.service.schema import FrontLoadError, load_front
 
     if front is not None:
         try:
@@ -65,7 +65,7 @@ def serve(
     os.environ["PARETOCTL_LOG_LEVEL"] = log_level
     # An import string + factory, so that --workers N starts N processes each building its own app
     # from the environment set above.
-    uvicorn.run("service.app:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("paretoctl.service.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False, proxy_headers=False)
 
 
@@ -108,9 +108,9 @@ def policy(
 
 def _decide_local(front_path: Path, snr: float, latency: float, channel: str | None,
                   min_accuracy: float | None, device: str | None, devices_dir: Path) -> Decision:
-    from service.latency import load_profile, profile_path
-    from service.policy import select
-    from service.schema import FrontLoadError, load_front
+    from paretoctl.service.latency import load_profile, profile_path
+    from paretoctl.service.policy import select
+    from paretoctl.service.schema import FrontLoadError, load_front
 
     try:
         front = load_front(front_path)
@@ -194,8 +194,8 @@ def profile(
     ``edge_overhead_ms``. The link and server figures are properties of the radio and of the server,
     so they come from options. Needs the ``[build]`` extra (torch, timm).
     """
-    from service.latency import ProfileError, fit_overhead_and_rate, profile_from_mapping
-    from service.schema import atomic_write_bytes
+    from paretoctl.service.latency import ProfileError, fit_overhead_and_rate, profile_from_mapping
+    from paretoctl.service.schema import atomic_write_bytes
 
     rows = measure_edge(model, repeats=repeats, warmup=warmup, batch=batch, threads=threads)
     try:
@@ -253,9 +253,9 @@ def measure_edge(model_name: str, *, repeats: int, warmup: int, batch: int,
     """
     import torch
 
-    from models.flops import analytic_cost
-    from models.patch import apply_merging
-    from models.schedule import resolve_schedule
+    from paretoctl.models.flops import analytic_cost
+    from paretoctl.models.patch import apply_merging
+    from paretoctl.models.schedule import resolve_schedule
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -288,12 +288,12 @@ def measure_edge(model_name: str, *, repeats: int, warmup: int, batch: int,
 
 def _load_model(model_name: str) -> Any:
     """The bundled model (its weights when present; timing does not depend on them) or a timm model."""
-    from models.loading import BUNDLED_NAME, BUNDLED_WEIGHTS, ModelSpec, create_model
+    from paretoctl.models.loading import BUNDLED_NAME, BUNDLED_WEIGHTS, ModelSpec, create_model
 
     if model_name == BUNDLED_NAME and not BUNDLED_WEIGHTS.is_file():
         import timm
 
-        import models.vit_fmnist  # noqa: F401  (registers the architecture)
+        import paretoctl.models.vit_fmnist  # noqa: F401  (registers the architecture)
 
         print("bundled weights not found; timing the randomly initialised architecture", file=sys.stderr)
         return timm.create_model("vit_fmnist_patch4_28").eval()

@@ -5,7 +5,7 @@ for a decision. It retries transient failures (connection errors, 429, 5xx) with
 jittered exponential backoff and honours ``Retry-After``. It keeps the last front on disk
 (``cache_dir``, written atomically) and revalidates it with its ETag, so an unchanged front costs a
 304 and no body. When the server cannot be reached it answers from the cached front with the very
-same :func:`service.policy.select` the server runs, and says so: ``decision.source == "cache"``
+same :func:`paretoctl.service.policy.select` the server runs, and says so: ``decision.source == "cache"``
 (``"server"`` otherwise) and a warning is logged. With neither server nor cache it raises
 :class:`ServiceUnavailableError`.
 
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from service.policy import Decision, select
-from service.schema import DeviceProfile, FrontArtifact, FrontLoadError, atomic_write_bytes, load_front
+from paretoctl.service.policy import Decision, select
+from paretoctl.service.schema import DeviceProfile, FrontArtifact, FrontLoadError, atomic_write_bytes, load_front
 
 if TYPE_CHECKING:
     from torch import nn
@@ -505,7 +505,7 @@ class AsyncPolicyClient:
 def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
     """Set the decision's merge schedule (``decision.r``) on the device's own timm ViT.
 
-    The first call patches the model with ``models.patch.apply_merging``; later calls only change the
+    The first call patches the model with ``paretoctl.models.patch.apply_merging``; later calls only change the
     schedule with ``set_schedule``, so switching schedules as the link changes is cheap.
 
     Args:
@@ -521,7 +521,7 @@ def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
     """
     if not decision.feasible or decision.r is None:
         raise ValueError(f"cannot apply an infeasible decision: {decision.reason}")
-    from models.patch import apply_merging, is_patched, set_schedule  # torch, lazily: [build] extra
+    from paretoctl.models.patch import apply_merging, is_patched, set_schedule  # torch, lazily: [build] extra
 
     r = list(decision.r)
     if is_patched(model):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from service.schema import FrontArtifact, FrontConfig
+    from paretoctl.service.schema import FrontArtifact, FrontConfig
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 """File formats written for every figure: PNG for the README, SVG for print."""
@@ -467,13 +467,13 @@ class PolicyGrid:
 
 
 def policy_grid(front: FrontArtifact, channel: str, *, width: int = 61, height: int = 61) -> PolicyGrid:
-    """Ask ``service.policy.select`` for every cell of an SNR x latency grid.
+    """Ask ``paretoctl.service.policy.select`` for every cell of an SNR x latency grid.
 
     The SNR axis spans the grid with 10 % padding on each side, so the figure also shows how the
     policy treats SNRs outside the measured grid; the latency axis runs from half the fastest to
     beyond the slowest configuration, so both the infeasible region and saturation are visible.
     """
-    from service.policy import select
+    from paretoctl.service.policy import select
 
     grid = list(front.provenance.snr_grid_db)
     pad = 0.1 * ((grid[-1] - grid[0]) or 10.0)
@@ -725,10 +725,10 @@ def plot_path(path: Path | str, out_dir: Path | str, split: str = "test") -> lis
     Raises:
         PlotInputError: the path is missing, or the build directory lacks ``front.json`` or has a
             malformed ``convergence.json``.
-        service.schema.FrontLoadError: the front is malformed, of the wrong version or has a bad
+        paretoctl.service.schema.FrontLoadError: the front is malformed, of the wrong version or has a bad
             checksum (its ``.reason`` says which).
     """
-    from service.schema import load_front
+    from paretoctl.service.schema import load_front
 
     src = Path(path)
     if src.is_dir():

@@ -36,12 +36,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from service.fastpath import PolicyFastPath, PolicyQuery
-from service.latency import DeviceProfile, load_profiles
-from service.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServiceMetrics
-from service.policy import Decision, UnknownChannelError, select
-from service.schema import FrontArtifact, FrontLoadError, load_front
-from service.settings import LATENCY_MAX_MS, SNR_MAX_DB, SNR_MIN_DB, Settings
+from paretoctl.service.fastpath import PolicyFastPath, PolicyQuery
+from paretoctl.service.latency import DeviceProfile, load_profiles
+from paretoctl.service.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServiceMetrics
+from paretoctl.service.policy import Decision, UnknownChannelError, select
+from paretoctl.service.schema import FrontArtifact, FrontLoadError, load_front
+from paretoctl.service.settings import LATENCY_MAX_MS, SNR_MAX_DB, SNR_MIN_DB, Settings
 
 log = logging.getLogger("paretoctl.service")
 
@@ -285,9 +285,9 @@ async def get_policy(
     device: DeviceQuery = None,
     channel: ChannelQuery = None,
 ) -> Response:
-    """The most accurate configuration within ``latency`` ms at ``snr`` dB (see ``service.policy``).
+    """The most accurate configuration within ``latency`` ms at ``snr`` dB (see ``paretoctl.service.policy``).
 
-    Plainly valid requests are usually answered by :class:`service.fastpath.PolicyFastPath` with the
+    Plainly valid requests are usually answered by :class:`paretoctl.service.fastpath.PolicyFastPath` with the
     same :func:`answer_policy`; this route is the contract and handles everything else.
     """
     query = PolicyQuery(snr=snr, latency=latency, min_accuracy=min_accuracy, device=device, channel=channel)
@@ -463,9 +463,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: configuration; default: read from the environment (``PARETOCTL_*``).
 
     Example:
-        ``uvicorn --factory service.app:create_app``
+        ``uvicorn --factory paretoctl.service.app:create_app``
     """
-    from service.dashboard import router as dashboard_router
+    from paretoctl.service.dashboard import router as dashboard_router
 
     settings = settings if settings is not None else Settings()
     metrics_ = ServiceMetrics()

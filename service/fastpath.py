@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.settings import LATENCY_MAX_MS, SNR_MAX_DB, SNR_MIN_DB
+from paretoctl.service.settings import LATENCY_MAX_MS, SNR_MAX_DB, SNR_MIN_DB
 
 _NUMBER = re.compile(r"-?\d{1,12}(?:\.\d{1,17})?(?:[eE][-+]?\d{1,3})?")
 """Numbers the fast path parses itself; other spellings (``inf``, ``.5``, ``1_0``) go to FastAPI."""

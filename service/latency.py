@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from service.schema import DeviceProfile, LatencyRecord
+from paretoctl.service.schema import DeviceProfile, LatencyRecord
 
 __all__ = [
     "PROFILE_FIELDS",

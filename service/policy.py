@@ -45,8 +45,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.latency import LatencyBreakdown, latency_parts
-from service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops
+from paretoctl.service.latency import LatencyBreakdown, latency_parts
+from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops
 
 _SNR_TOL = 1e-9
 _INDEX_KEY = "policy_index"

@@ -18,11 +18,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +28,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-SCHEMA_VERSION: Final = "paretoctl.front/1"
+from paretoctl.service.fileio import atomic_write_bytes
+from paretoctl.service.validation import format_validation_error
+
+SCHEMA_VERSION: Final = "paretoctl.front/2"
 """The schema version this code writes and reads."""
 
 KNOWN_SCHEMA_VERSIONS: frozenset[str] = frozenset({SCHEMA_VERSION})
@@ -81,12 +82,27 @@ class ChannelSpec(_Model):
     """A channel the front was evaluated on.
 
     Attributes:
-        kind: ``ideal``, ``awgn``, ``rayleigh``, ``rician`` (see ``channel_sim.channels``).
+        kind: ``ideal``, ``awgn``, ``rayleigh``, ``rician`` (see ``paretoctl.channel_sim.channels``).
         params: the parameters given to ``make_channel`` (e.g. ``k_factor``, ``block``).
     """
 
     kind: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelIdentity(_Model):
+    """The model a front was built for; the SDK refuses to apply its decisions to any other.
+
+    Attributes:
+        name: timm model name.
+        architecture_sha256: hex SHA-256 of the state-dict names and shapes
+            (``paretoctl.models.identity.architecture_sha256``).
+        weights_sha256: hex SHA-256 of the weight values (``paretoctl.models.identity.weights_sha256``).
+    """
+
+    name: str = Field(min_length=1)
+    architecture_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class SplitSizes(_Model):
@@ -101,6 +117,7 @@ class Provenance(_Model):
 
     Attributes:
         model: model name (timm name or ``bundled``).
+        model_identity: fingerprints of the model's architecture and weights.
         checkpoint_sha256: hex SHA-256 of the weights (``None`` for random init, e.g. smoke tests).
         dataset: data set name.
         split_sizes: validation/test images.
@@ -110,6 +127,7 @@ class Provenance(_Model):
         split_index: edge/server split: blocks ``[0, split_index)`` run on the edge.
         depth: number of transformer blocks (length of every schedule).
         num_patches: patch tokens entering block 0 (prefix tokens not counted).
+        num_prefix_tokens: class, distillation and register tokens (never merged).
         budget: evaluations the search was allowed.
         method: search method (``botorch``, ``sobol``, ...).
         packages: versions of the packages that built the front.
@@ -118,6 +136,7 @@ class Provenance(_Model):
     """
 
     model: str
+    model_identity: ModelIdentity
     checkpoint_sha256: str | None = None
     dataset: str
     split_sizes: SplitSizes
@@ -127,6 +146,7 @@ class Provenance(_Model):
     split_index: int = Field(ge=0)
     depth: int = Field(ge=1)
     num_patches: int = Field(ge=1)
+    num_prefix_tokens: int = Field(ge=0)
     budget: int = Field(ge=0)
     method: str
     packages: dict[str, str] = Field(default_factory=dict)
@@ -156,7 +176,7 @@ class Provenance(_Model):
 class DeviceProfile(_Model):
     """Speeds and fixed costs of an edge device, its radio link and the server.
 
-    Used by ``service.latency.predict_latency``; recorded in the front as the profile the front's
+    Used by ``paretoctl.service.latency.predict_latency``; recorded in the front as the profile the front's
     latencies were computed with. Rates must be positive (a zero rate would mean infinite latency,
     which is a configuration error, not a device).
 
@@ -259,7 +279,7 @@ class FrontArtifact(_Model):
     writing, and :func:`load_front` checks it when reading.
     """
 
-    schema_version: Literal["paretoctl.front/1"] = SCHEMA_VERSION
+    schema_version: Literal["paretoctl.front/2"] = SCHEMA_VERSION
     checksum: str | None = None
     provenance: Provenance
     device_profile: DeviceProfile
@@ -369,21 +389,6 @@ def dump_front(artifact: FrontArtifact, path: str | os.PathLike[str]) -> FrontAr
     return written
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name} (NaN/Infinity are not allowed)")
 
@@ -433,19 +438,6 @@ def front_from_document(doc: Mapping[str, Any]) -> FrontArtifact:
         return FrontArtifact.model_validate(doc)
     except ValidationError as exc:
         raise FrontLoadError("malformed", format_validation_error(exc)) from None
-
-
-def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
-    """Pydantic errors as ``loc.path: message`` lines (the first few), naming each field."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = "missing field" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    extra = exc.error_count() - limit
-    if extra > 0:
-        parts.append(f"... and {extra} more")
-    return "; ".join(parts)
 
 
 def load_front(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> FrontArtifact:

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
             token cannot be used to make the service read arbitrary files.
         log_level: the service's log level.
         fast_path: answer plainly valid ``GET /policy`` requests without FastAPI's request parsing
-            (same answers, several times the throughput; see ``service.fastpath``).
+            (same answers, several times the throughput; see ``paretoctl.service.fastpath``).
     """
 
     model_config = SettingsConfigDict(env_prefix="PARETOCTL_", extra="ignore")

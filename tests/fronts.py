@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.latency import predict_latency
-from service.schema import (
+from paretoctl.service.latency import predict_latency
+from paretoctl.service.schema import (
     SCHEMA_VERSION,
     DeviceProfile,
     FrontArtifact,
@@ -46,7 +46,7 @@ def schedule_from_proportions(proportions: Sequence[float], num_patches: int,
                               num_prefix: int = 1) -> tuple[list[int], list[int]]:
     """``(r, tokens_per_layer)`` per the internals' schedule semantics: r_l = round(p_l * floor(u_l/2)).
 
-    Halves round up, as ``models.schedule.resolve_schedule`` does. ``tokens_per_layer`` counts the
+    Halves round up, as ``paretoctl.models.schedule.resolve_schedule`` does. ``tokens_per_layer`` counts the
     tokens entering each layer, prefix included.
     """
     u = num_patches
@@ -165,6 +165,8 @@ def assemble_front(
         "schema_version": SCHEMA_VERSION,
         "provenance": {
             "model": "vit_fmnist_patch4_28",
+            "model_identity": {"name": "vit_fmnist_patch4_28", "architecture_sha256": "a" * 64,
+                               "weights_sha256": "b" * 64},
             "checkpoint_sha256": "0" * 64,
             "dataset": "fashion_mnist",
             "split_sizes": {"val": 1000, "test": 1000},
@@ -175,6 +177,7 @@ def assemble_front(
             "split_index": split_index if split_index is not None else depth // 2,
             "depth": depth,
             "num_patches": num_patches,
+            "num_prefix_tokens": 1,
             "budget": len(configs),
             "method": "botorch",
             "packages": {"paretoctl": "0.1.0"},

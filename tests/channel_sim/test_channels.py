@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from channel_sim import make_channel
-from channel_sim.channels import (
+from paretoctl.channel_sim import make_channel
+from paretoctl.channel_sim.channels import (
     AWGNChannel,
     Equaliser,
     IdealChannel,

@@ -24,8 +24,8 @@ def test_channel_check_writes_png_and_passes(tmp_path: Path) -> None:
 
 
 def test_channel_check_exits_non_zero_on_a_bad_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import channel_sim.check as check
-    from channel_sim.channels import AWGNChannel
+    import paretoctl.channel_sim.check as check
+    from paretoctl.channel_sim.channels import AWGNChannel
 
     class Louder(AWGNChannel):  # 3 dB too much noise
         def transmit_symbols(self, symbols, snr_db, generator=None, *, reals_per_token=None):  # type: ignore[no-untyped-def]

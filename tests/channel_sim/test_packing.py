@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from channel_sim import make_channel
-from channel_sim.packing import channel_uses, pack, unpack
+from paretoctl.channel_sim import make_channel
+from paretoctl.channel_sim.packing import channel_uses, pack, unpack
 
 SHAPES = [(3,), (2, 5), (4, 1), (2, 3, 5), (4, 50, 128), (2, 1, 1, 7), (1, 9, 2, 3)]
 

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from channel_sim import make_channel
-from channel_sim.channels import AWGNChannel
-from channel_sim.check import MIN_EXPECTED_ERRORS, Z_MAX, Curve, count_bit_errors, run_check
-from channel_sim.modulation import BITS_PER_SYMBOL, demodulate, modulate
-from channel_sim.theory import (
+from paretoctl.channel_sim import make_channel
+from paretoctl.channel_sim.channels import AWGNChannel
+from paretoctl.channel_sim.check import MIN_EXPECTED_ERRORS, Z_MAX, Curve, count_bit_errors, run_check
+from paretoctl.channel_sim.modulation import BITS_PER_SYMBOL, demodulate, modulate
+from paretoctl.channel_sim.theory import (
     ber_16qam_awgn,
     ber_16qam_awgn_exact,
     ber_bpsk_awgn,
@@ -87,7 +87,7 @@ def test_modulation_rejects_bad_input() -> None:
 
 
 # -- simulated BER against theory ----------------------------------------------------------------------
-# Tolerance (see channel_sim.check): |errors - n p| <= 5 sqrt(k n p), where k n p bounds the variance of
+# Tolerance (see paretoctl.channel_sim.check): |errors - n p| <= 5 sqrt(k n p), where k n p bounds the variance of
 # the error count even when the k bits of a symbol are dependent; a point is judged only when theory
 # expects >= 100 errors, so the normal approximation holds. False-failure probability < 6e-7 a point.
 
@@ -141,7 +141,7 @@ class _NoEqualiserChannel(AWGNChannel):
     """Rayleigh without equalisation: y = h x + n handed to the detector as is."""
 
     def transmit_symbols(self, symbols, snr_db, generator=None, *, reals_per_token=None):  # type: ignore[no-untyped-def]
-        from channel_sim.channels import RayleighChannel
+        from paretoctl.channel_sim.channels import RayleighChannel
 
         h = RayleighChannel().draw_gains(symbols.shape[0], symbols.shape[1], generator)
         return super().transmit_symbols(h * symbols, snr_db, generator)
@@ -151,7 +151,7 @@ class _NoEqualiserChannel(AWGNChannel):
                                                    (_NoEqualiserChannel, "rayleigh")])
 def test_check_catches_wrong_conventions(monkeypatch: pytest.MonkeyPatch, bad: type, channel_name: str) -> None:
     # The check must be able to fail: the same run with a broken channel flags points.
-    import channel_sim.check as check
+    import paretoctl.channel_sim.check as check
 
     monkeypatch.setattr(check, "make_channel", lambda kind, **params: bad())
     points = run_check(samples=100_000, seed=0, curves=[Curve("qpsk", channel_name, (0.0, 4.0, 8.0))])

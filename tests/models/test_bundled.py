@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from models.data import load_fmnist, subset
-from models.loading import BUNDLED_WEIGHTS, ModelSpec, bundled_model_card, create_model, file_sha256
-from models.patch import apply_merging
-from models.schedule import constant_r
-from models.train import evaluate_accuracy
+from paretoctl.models.data import load_fmnist, subset
+from paretoctl.models.loading import BUNDLED_WEIGHTS, ModelSpec, bundled_model_card, create_model, file_sha256
+from paretoctl.models.patch import apply_merging
+from paretoctl.models.schedule import constant_r
+from paretoctl.models.train import evaluate_accuracy
 
 N_TEST = 2000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import DataNotFoundError, find_fmnist_dir, load_fmnist, read_idx, split_indices
+from paretoctl.models.data import DataNotFoundError, find_fmnist_dir, load_fmnist, read_idx, split_indices
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:

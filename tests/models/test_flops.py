@@ -10,10 +10,10 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch.utils.flop_counter import FlopCounterMode
 
-import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
-from models.flops import analytic_cost
-from models.patch import apply_merging
-from models.schedule import constant_r, decreasing_r, resolve_schedule
+import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from paretoctl.models.flops import analytic_cost
+from paretoctl.models.patch import apply_merging
+from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule
 
 
 def tiny_vit() -> VisionTransformer:

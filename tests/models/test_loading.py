@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from models.loading import CheckpointError, ModelSpec, create_model
+from paretoctl.models.loading import CheckpointError, ModelSpec, create_model
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -44,7 +44,7 @@ def test_unknown_timm_name() -> None:
 
 
 def test_bundled_architecture_registered() -> None:
-    import models.vit_fmnist  # noqa: F401
+    import paretoctl.models.vit_fmnist  # noqa: F401
 
     model = timm.create_model("vit_fmnist_patch4_28")
     assert len(model.blocks) == 12 and model.patch_embed.num_patches == 49

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.merge import (
+from paretoctl.models.merge import (
     MergePlan,
     bipartite_soft_matching,
     init_source,

@@ -9,9 +9,9 @@ import timm
 import torch
 from torch import nn
 
-from models.patch import apply_merging, get_schedule, is_patched, remove_merging, set_schedule
-from models.schedule import constant_r, decreasing_r, resolve_schedule, tokens_after_layers
-from models.split import TokenState, edge_forward
+from paretoctl.models.patch import apply_merging, get_schedule, is_patched, remove_merging, set_schedule
+from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule, tokens_after_layers
+from paretoctl.models.split import TokenState, edge_forward
 from tests.models.vit_cases import CASE_IDS, MODEL_CASES, make_images, make_model
 
 

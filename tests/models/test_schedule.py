@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from models.schedule import (
+from paretoctl.models.schedule import (
     constant_r,
     decreasing_r,
     proportions_from_r,

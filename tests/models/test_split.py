@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import torch
 
-from models.patch import apply_merging
-from models.schedule import resolve_schedule, tokens_after_layers
-from models.split import TokenState, edge_forward, pool_tokens, server_forward
+from paretoctl.models.patch import apply_merging
+from paretoctl.models.schedule import resolve_schedule, tokens_after_layers
+from paretoctl.models.split import TokenState, edge_forward, pool_tokens, server_forward
 from tests.models.vit_cases import CASE_IDS, MODEL_CASES, make_images, make_model
 
 

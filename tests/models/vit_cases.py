@@ -8,7 +8,7 @@ import timm
 import torch
 from timm.layers import LayerScale
 
-import models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
 
 # (timm name, create_model overrides); small image sizes keep every case fast on CPU.
 MODEL_CASES: list[tuple[str, dict[str, Any]]] = [

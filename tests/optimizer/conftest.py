@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.build import run_build
-from optimizer.config import load_config
+from paretoctl.optimizer.build import run_build
+from paretoctl.optimizer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.archive import ArchiveError, JsonlArchive, PlanStore
+from paretoctl.optimizer.archive import ArchiveError, JsonlArchive, PlanStore
 
 
 def test_append_and_reload(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.archive import JsonlArchive
-from service.schema import FrontLoadError, dump_front, load_front
+from paretoctl.optimizer.archive import JsonlArchive
+from paretoctl.service.schema import FrontLoadError, dump_front, load_front
 from tests.optimizer.conftest import ROOT, smoke_config_text
 
 

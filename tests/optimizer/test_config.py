@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optimizer.config import ConfigError, load_config, parse_config
+from paretoctl.optimizer.config import ConfigError, load_config, parse_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from optimizer.pareto import hypervolume, pareto_mask
+from paretoctl.optimizer.pareto import hypervolume, pareto_mask
 
 
 def naive_non_dominated(y: list[list[float]]) -> list[bool]:

@@ -6,10 +6,10 @@ import pytest
 import timm
 import torch
 
-import models.vit_fmnist  # noqa: F401
-from models.flops import analytic_cost
-from optimizer.proposers import BotorchProposer, Nsga2Proposer, SobolProposer, UniformProposer, batches_for
-from optimizer.space import SearchSpace, ViTShape
+import paretoctl.models.vit_fmnist  # noqa: F401
+from paretoctl.models.flops import analytic_cost
+from paretoctl.optimizer.proposers import BotorchProposer, Nsga2Proposer, SobolProposer, UniformProposer, batches_for
+from paretoctl.optimizer.space import SearchSpace, ViTShape
 
 
 def _space() -> SearchSpace:
@@ -66,7 +66,7 @@ def test_batches_use_the_budget_exactly() -> None:
 
 
 def test_relaxed_costs_match_analytic_at_integer_points() -> None:
-    """The differentiable cost model the BO uses agrees with models.flops on real schedules."""
+    """The differentiable cost model the BO uses agrees with paretoctl.models.flops on real schedules."""
     model = timm.create_model("vit_fmnist_patch4_28")
     space = SearchSpace(ViTShape.of(model), split=3)
     gen = torch.Generator().manual_seed(0)

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from service.schema import FrontArtifact
+from paretoctl.service.schema import FrontArtifact
 from tests.fronts import make_front, write_front
 
 METHODS: tuple[str, ...] = ("botorch", "sobol", "nsga2")

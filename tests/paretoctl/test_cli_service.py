@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from paretoctl.cli import app
 from paretoctl.cli_service import EXIT_INFEASIBLE
-from service.latency import load_profile
-from service.policy import select
-from service.schema import load_front
+from paretoctl.service.latency import load_profile
+from paretoctl.service.policy import select
+from paretoctl.service.schema import load_front
 from tests.fronts import make_front, write_front
 from tests.service.test_live_server import DEVICES_DIR, free_port, live_app
 

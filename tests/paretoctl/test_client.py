@@ -23,9 +23,9 @@ from paretoctl.client import (
     apply_policy,
     parse_retry_after,
 )
-from service.app import create_app
-from service.policy import select
-from service.schema import FrontArtifact, load_front
+from paretoctl.service.app import create_app
+from paretoctl.service.policy import select
+from paretoctl.service.schema import FrontArtifact, load_front
 from tests.fronts import make_front, write_front
 from tests.service.test_app import AUTH, metric
 from tests.service.test_live_server import LiveServer, live_app, make_settings
@@ -214,7 +214,7 @@ def test_corrupted_cache_is_not_trusted(front_file: Path, tmp_path: Path) -> Non
 
 
 def test_offline_device_profile_needs_a_local_profile(front_file: Path, tmp_path: Path) -> None:
-    from service.latency import load_profile
+    from paretoctl.service.latency import load_profile
     from tests.service.test_live_server import DEVICES_DIR
 
     mcu = load_profile(DEVICES_DIR / "mcu-class.yaml")
@@ -293,8 +293,8 @@ def test_async_client_twin(front_file: Path, tmp_path: Path) -> None:
 def test_apply_policy_sets_the_schedule_on_a_timm_model() -> None:
     torch = pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
-    import models.vit_fmnist  # noqa: F401
-    from models.patch import get_schedule
+    import paretoctl.models.vit_fmnist  # noqa: F401
+    from paretoctl.models.patch import get_schedule
 
     front = make_front(depth=12, num_patches=49, n_configs=6, seed=1)
     model = timm.create_model("vit_fmnist_patch4_28").eval()

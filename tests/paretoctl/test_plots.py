@@ -18,8 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from paretoctl import cli_plot, plots
-from service.policy import select
-from service.schema import FrontArtifact, load_front
+from paretoctl.service.policy import select
+from paretoctl.service.schema import FrontArtifact, load_front
 from tests.fronts import assemble_front, hand_config, make_front, write_front
 from tests.paretoctl.builds import METHODS, write_build_dir
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.latency import load_profile
-from service.policy import select
-from service.schema import FrontArtifact, load_front
+from paretoctl.service.latency import load_profile
+from paretoctl.service.policy import select
+from paretoctl.service.schema import FrontArtifact, load_front
 from tests.fronts import front_document, make_front, write_document, write_front
 from tests.service.test_live_server import ADMIN_TOKEN, DEVICES_DIR, LiveServer, live_app
 
@@ -190,7 +190,7 @@ def test_metrics(http: httpx.Client, front: FrontArtifact) -> None:
     assert metric(text, "paretoctl_http_request_duration_seconds_count", route="/policy") >= 4
     assert 'paretoctl_http_request_duration_seconds_bucket{le="0.001",route="/policy"}' in text
     assert metric(text, "paretoctl_front_info", checksum=front.checksum or "",
-                  schema_version="paretoctl.front/1") == 1.0
+                  schema_version="paretoctl.front/2") == 1.0
     assert metric(text, "paretoctl_front_loaded") == 1.0
     assert metric(text, "paretoctl_policy_decisions_total", feasible="true", extrapolated="false") >= 3
 

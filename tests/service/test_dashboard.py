@@ -24,10 +24,10 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.policy import select
-from service.schema import FrontArtifact
-from service.settings import Settings
+from paretoctl.service.app import create_app
+from paretoctl.service.policy import select
+from paretoctl.service.schema import FrontArtifact
+from paretoctl.service.settings import Settings
 from tests.fronts import make_front, write_front
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -147,10 +147,11 @@ def test_image_command_fails_fast_on_a_bad_front(tmp_path: Path) -> None:
 def test_service_and_sdk_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import service, service.app, service.schema, service.policy, service.latency, service.settings\n"
-        "import service.metrics, paretoctl.client, paretoctl.cli_service\n"
-        "from service.app import create_app\n"
-        "from service.settings import Settings\n"
+        "import paretoctl.service.app, paretoctl.service.schema, paretoctl.service.policy\n"
+        "import paretoctl.service.latency, paretoctl.service.settings, paretoctl.service.metrics\n"
+        "import paretoctl.client, paretoctl.cli_service\n"
+        "from paretoctl.service.app import create_app\n"
+        "from paretoctl.service.settings import Settings\n"
         "create_app(Settings())\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'numpy.linalg', 'matplotlib') if m in sys.modules)\n"
         "assert not heavy, heavy\n"

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from service.app import create_app, get_state
-from service.fastpath import PolicyQuery, parse_policy_query
+from paretoctl.service.app import create_app, get_state
+from paretoctl.service.fastpath import PolicyQuery, parse_policy_query
 from tests.fronts import make_front, write_front
 from tests.service.test_live_server import LiveServer, live_app, make_settings
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.latency import (
+from paretoctl.service.latency import (
     ProfileError,
     fit_overhead_and_rate,
     list_profiles,
@@ -15,7 +15,7 @@ from service.latency import (
     predict_latency,
     profile_path,
 )
-from service.schema import DeviceProfile
+from paretoctl.service.schema import DeviceProfile
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ("default", "jetson-nano-class", "mcu-class")

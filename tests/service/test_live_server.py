@@ -17,8 +17,8 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
+from paretoctl.service.app import create_app
+from paretoctl.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES_DIR = REPO / "configs" / "devices"

@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import create_app
-from service.settings import Settings
+from paretoctl.service.app import create_app
+from paretoctl.service.settings import Settings
 from tests.fronts import make_front, write_front
 from tests.service.test_live_server import LiveServer, live_app
 

@@ -12,8 +12,8 @@ import timeit
 
 import pytest
 
-from service.policy import PolicyError, UnknownChannelError, policy_index, select, snr_key
-from service.schema import DeviceProfile, FrontArtifact
+from paretoctl.service.policy import PolicyError, UnknownChannelError, policy_index, select, snr_key
+from paretoctl.service.schema import DeviceProfile, FrontArtifact
 from tests.fronts import DEFAULT_PROFILE, assemble_front, hand_config, make_front
 
 GRID = (0.0, 10.0, 20.0)
@@ -58,7 +58,7 @@ def test_at_a_grid_point_the_most_accurate_within_budget(front: FrontArtifact) -
     assert d.latency.edge_ms == pytest.approx(1.0 + 10.0) and d.latency.transmit_ms == pytest.approx(2.0 + 2.0)
     assert d.gflops is not None and d.gflops.total == pytest.approx(0.4)
     assert d.channel_uses == 2000 and d.channel == "awgn" and d.source == "local"
-    assert d.front_checksum == front.checksum and d.front_version == "paretoctl.front/1"
+    assert d.front_checksum == front.checksum and d.front_version == "paretoctl.front/2"
     assert d.r == front.config("big").r and d.proportions == front.config("big").proportions
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.schema import (
+from paretoctl.service.schema import (
     SCHEMA_VERSION,
     FrontArtifact,
     FrontLoadError,
@@ -75,7 +75,7 @@ def test_dump_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("service.schema.os.replace", boom)
+    monkeypatch.setattr("paretoctl.service.schema.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         dump_front(make_front(n_configs=2), target)
     assert target.read_text() == "old"
@@ -103,7 +103,7 @@ def test_unreadable_file_is_malformed_and_names_the_path(tmp_path: Path) -> None
     assert info.value.reason == "malformed" and "missing.json" in info.value.message
 
 
-@pytest.mark.parametrize("version", ["paretoctl.front/2", "paretoctl.front/0", "other"])
+@pytest.mark.parametrize("version", ["paretoctl.front/1", "paretoctl.front/3", "other"])
 def test_unknown_version(tmp_path: Path, doc: dict[str, Any], version: str) -> None:
     err = refusal(tmp_path, resign({**doc, "schema_version": version}))
     assert err.reason == "version" and version in err.message
