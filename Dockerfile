@@ -3,12 +3,17 @@
 # The [server] extra only (pydantic, FastAPI, uvicorn): no torch, so the image stays small.
 #
 #   docker build -t paretoctl-policy .
-#   docker run -p 8000:8000 -v "$PWD/runs/build/front.json:/data/front.json:ro" paretoctl-policy
+#   docker run -p 8000:8000 -v "$PWD/runs/build:/data:ro" paretoctl-policy
+#
+# Mount the front's DIRECTORY at /data (not the file alone): the service runs as uid 10001, so the
+# front must be readable by others (dump_front writes 0644), and a replaced file (a new inode) is
+# only visible through a directory mount. /data is also the reload directory (docs/service.md).
 #
 # Or bake a front into the image (the path is relative to the build context and is validated here):
 #   docker build --build-arg FRONT=runs/build/front.json -t paretoctl-policy:baked .
 #
-# Admin reloads (POST /admin/reload) need a token: -e PARETOCTL_ADMIN_TOKEN=...
+# Admin reloads (POST /admin/reload) need a token: -e PARETOCTL_ADMIN_TOKEN=...; they read only inside
+# PARETOCTL_RELOAD_DIR (/data).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,6 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY paretoctl /src/paretoctl
+# The front loader checks schedules with the torch-free paretoctl.models.schedule; nothing else of models/.
+COPY models/__init__.py models/schedule.py /src/models/
 RUN pip install "/src[server]" && rm -rf /src
 
 WORKDIR /app
@@ -39,6 +46,7 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin paret
 USER paretoctl
 
 ENV PARETOCTL_FRONT_PATH=/data/front.json \
+    PARETOCTL_RELOAD_DIR=/data \
     PARETOCTL_DEVICES_DIR=/app/configs/devices
 
 EXPOSE 8000

@@ -19,16 +19,16 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from paretoctl.optimizer.archive import atomic_write_text  # noqa: E402
 from paretoctl.optimizer.build import convergence, open_context, reference_record, run_method  # noqa: E402
+from paretoctl.optimizer.builddir import BuildLock  # noqa: E402
 from paretoctl.optimizer.config import load_config  # noqa: E402
 from paretoctl.optimizer.pareto import per_snr_hypervolumes  # noqa: E402
+from paretoctl.service.fileio import atomic_write_text  # noqa: E402
 
 METHODS = ("botorch", "sobol", "nsga2", "uniform")
 
@@ -54,8 +54,13 @@ def main() -> None:
         line = f"[{time.time() - t0:7.0f}s] {phase:<16} {done:>4}/{total}{hv_s}"
         print(f"\r{line}   ", end="", flush=True, file=sys.stderr)
 
-    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-    ctx = open_context(cfg, out, resume=True, progress=progress, config_text=text)
+    with BuildLock(out):
+        run_bench(args, cfg, out, progress, t0)
+
+
+def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: float) -> None:
+    """Every method at every seed on one evaluator (shared archive), then the hypervolume table."""
+    ctx = open_context(cfg, out, resume=True, progress=progress)
     grid = cfg.channel.snr_grid_db
     ref = reference_record(ctx)
     runs: dict[str, dict[int, list[dict]]] = {m: {} for m in METHODS}

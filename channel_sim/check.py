@@ -13,8 +13,11 @@ a rail's noise; QPSK bits share a fading gain). With ``X_s`` the errors in symbo
 ``Z_MAX = 5``: under the normal approximation a correct channel fails one point with probability
 below 6e-7 (bound included, at most ~3e-5 for a whole run of ~40 points). The normal approximation
 needs enough errors, so a point is only *tested* when theory expects at least
-``MIN_EXPECTED_ERRORS = 100`` errors; other points are plotted but not judged. At 1e6 bits a 0.5 dB
-error in the SNR convention already moves a BER of 1e-3 by about 6 bounds.
+``MIN_EXPECTED_ERRORS = 100`` errors. An untested point proves nothing, so a run passes only when
+every point was tested and within tolerance (:class:`CheckSummary`); :func:`samples_needed` says,
+before anything is simulated, how many bits per point test at least one point and how many test them
+all (whether a point is tested depends only on its bit count and theory, never on the draws). At 1e6
+bits a 0.5 dB error in the SNR convention already moves a BER of 1e-3 by about 6 bounds.
 """
 
 from __future__ import annotations
@@ -37,12 +40,18 @@ __all__ = [
     "MIN_EXPECTED_ERRORS",
     "Z_MAX",
     "BerPoint",
+    "CheckSummary",
     "Curve",
+    "bits_sent",
     "count_bit_errors",
+    "is_tested",
     "plot_points",
     "points_as_dicts",
     "results_table",
     "run_check",
+    "samples_needed",
+    "samples_to_test",
+    "summarise",
 ]
 
 Z_MAX = 5.0
@@ -101,6 +110,46 @@ class BerPoint:
         return self.errors / self.bits
 
 
+def bits_sent(samples: int, modulation: str) -> int:
+    """Bits actually sent for ``samples`` requested: rounded up to whole symbols."""
+    k = BITS_PER_SYMBOL[modulation]
+    return -(-samples // k) * k
+
+
+def is_tested(bits: int, theory: float) -> bool:
+    """Whether a point is judged: theory expects at least ``MIN_EXPECTED_ERRORS`` errors in ``bits``."""
+    return bits * theory >= MIN_EXPECTED_ERRORS
+
+
+def samples_to_test(modulation: str, channel: str, snr_db: float) -> int | None:
+    """The smallest ``samples`` (bits per point) for which this point is tested.
+
+    Returns:
+        The bit count, or ``None`` when theory's BER is 0 (the point can never be tested).
+    """
+    p = theory_ber(modulation, channel, snr_db)
+    if p <= 0.0:
+        return None
+    k = BITS_PER_SYMBOL[modulation]
+    symbols = max(1, math.ceil(MIN_EXPECTED_ERRORS / (k * p)))
+    # Settle float rounding with the very test run_check applies.
+    while not is_tested(symbols * k, p):
+        symbols += 1
+    while symbols > 1 and is_tested((symbols - 1) * k, p):
+        symbols -= 1
+    return (symbols - 1) * k + 1
+
+
+def samples_needed(curves: Sequence[Curve] = DEFAULT_CURVES) -> tuple[int | None, int | None]:
+    """``(samples testing at least one point, samples testing every point)`` of ``curves``.
+
+    Either is ``None`` when no sample count achieves it (some point's theoretical BER is 0).
+    """
+    need = [samples_to_test(c.modulation, c.channel, snr) for c in curves for snr in c.snr_db]
+    known = [n for n in need if n is not None]
+    return (min(known) if known else None), (None if None in need or not need else max(known))
+
+
 def count_bit_errors(channel: Channel, modulation: str, snr_db: float, num_bits: int,
                      generator: torch.Generator, device: torch.device | str = "cpu") -> tuple[int, int]:
     """Send about ``num_bits`` random bits through ``channel`` and count errors.
@@ -156,10 +205,39 @@ def run_check(samples: int = 4_000_000, seed: int = 0, device: torch.device | st
             expected = bits * p
             # If theory underflows to 0, any error at all is infinitely unlikely.
             z = (errors - expected) / math.sqrt(k * expected) if expected > 0 else math.inf if errors else 0.0
-            tested = expected >= MIN_EXPECTED_ERRORS
+            tested = is_tested(bits, p)
             points.append(BerPoint(curve.modulation, curve.channel, snr, bits, errors, p, z, tested,
                                    ok=not tested or abs(z) <= Z_MAX))
     return points
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    """The verdict of a run: it passes only if every point was tested and within tolerance.
+
+    Attributes:
+        points: every simulated point.
+        tested: the points theory expects enough errors at to judge them.
+        failed: tested points outside tolerance (``|z| > Z_MAX``).
+        untested: points with too few bits to judge.
+    """
+
+    points: tuple[BerPoint, ...]
+    tested: tuple[BerPoint, ...]
+    failed: tuple[BerPoint, ...]
+    untested: tuple[BerPoint, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Every point tested, none outside tolerance (so an empty run never passes)."""
+        return bool(self.points) and not self.failed and not self.untested
+
+
+def summarise(points: Sequence[BerPoint]) -> CheckSummary:
+    """Sort the points into tested, failed and untested."""
+    tested = tuple(p for p in points if p.tested)
+    return CheckSummary(tuple(points), tested, tuple(p for p in tested if not p.ok),
+                        tuple(p for p in points if not p.tested))
 
 
 def points_as_dicts(points: Sequence[BerPoint]) -> list[dict[str, object]]:
@@ -188,18 +266,20 @@ def plot_points(points: Sequence[BerPoint], path: Path) -> Path:
 
     Args:
         points: From :func:`run_check`.
-        path: PNG to write; parent folders are created.
+        path: PNG to write, replaced atomically; parent folders are created.
 
     Returns:
         ``path``.
     """
-    import matplotlib
+    import io
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from paretoctl.service.fileio import atomic_write_bytes
 
     channels = list(dict.fromkeys(p.channel for p in points))
-    fig, axes = plt.subplots(1, len(channels), figsize=(6.0 * len(channels), 5.2), squeeze=False)
+    fig = Figure(figsize=(6.0 * len(channels), 5.2))
+    axes = fig.subplots(1, len(channels), squeeze=False)
     colours = {"bpsk": "tab:blue", "qpsk": "tab:orange", "16qam": "tab:green"}
     labels = {"bpsk": "BPSK", "qpsk": "QPSK", "16qam": "16-QAM"}
     for ax, channel in zip(axes[0], channels, strict=True):
@@ -234,7 +314,8 @@ def plot_points(points: Sequence[BerPoint], path: Path) -> Path:
     bits = max(p.bits for p in points)
     fig.suptitle(f"Channel check: simulated vs closed-form BER ({bits:,} bits per point)")
     fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
     return path

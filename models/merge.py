@@ -3,16 +3,35 @@
 Notation used in every docstring:
 
 - ``B`` batch, ``N`` tokens in the sequence, ``C`` channels of whatever is being merged.
-- ``P`` protected prefix tokens at the start of the sequence (cls, dist, registers). They are left
-  out of the matching altogether: never a source, never a destination, so merging cannot change them.
-- ``U = N - P`` unprotected tokens. Bipartite soft matching splits them alternately into set A
-  (unprotected tokens 0, 2, 4, ...; ``Na = ceil(U / 2)``) and set B (tokens 1, 3, 5, ...;
-  ``Nb = floor(U / 2)``). Every A token draws an edge to its most similar B token; the ``r`` most
-  similar edges are merged, so ``r <= Nb = floor(U / 2)``.
-- After a merge the sequence is ``[prefix (P), A tokens kept (Na - r, in their original order),
-  B tokens (Nb)]``: ``N - r`` tokens. Attention and (size-weighted) pooling do not depend on the
-  order, but the next layer's alternating split does, and keeping the original order keeps A and B
-  interleaved in space.
+- ``P`` protected prefix tokens at the start of the sequence (cls, dist, registers): never merged
+  away and never merged into, so merging cannot change them.
+- Bipartite soft matching splits the *whole* sequence alternately, as ToMe does: set A holds
+  positions 0, 2, 4, ..., set B positions 1, 3, 5, .... A protected token in A is never a source
+  (ToMe sets its row of scores to -inf), a protected token in B never a destination (ToMe sets its
+  column to -inf); here the protected rows and columns are simply left out of the score matrix,
+  which ranks the same edges. With one class token it is the first A token and patch 0 the first B
+  token; with cls + dist tokens the dist token is the first B token, exactly as in ToMe.
+- ``U = N - P`` unprotected tokens; ``Na`` / ``Nb`` of them fall in A / B (``Na + Nb = U``). Every
+  unprotected A token draws an edge to its most similar unprotected B token; the ``r`` A tokens
+  with the most similar edges are merged into their B partners, so
+  ``r <= floor(U / 2) <= Na`` (ToMe's limit with ``P`` protected tokens).
+- After a merge the sequence is ``[prefix (P, unchanged), A tokens kept (Na - r, in their original
+  order), B tokens (Nb)]``: ``N - r`` tokens. For a model with one class token (or none) this is
+  ToMe's ``cat([unmerged A, B])`` with the class token first.
+
+Where this goes beyond ToMe (its reference covers one class token, optionally a dist token):
+
+- **Distillation token**: ToMe's concatenation would move the dist token (the first B token) behind
+  the kept A tokens, where timm's distilled head (which reads token 1) no longer finds it; here
+  every protected token stays at its position at the front.
+- **Register tokens** (``P`` > number of cls/dist tokens): they are protected like cls/dist, by the
+  same rule (their A rows / B columns take no part); ToMe would let them merge.
+- **No class token** (``P = 0``, e.g. average pooling): nothing is protected; ToMe sorts the kept A
+  tokens back into position order only when there is a class token and otherwise leaves them in
+  score order, while here they are always in position order (deterministic and spatially
+  interleaved for the next layer's split).
+- Average pooling is size-weighted (:mod:`paretoctl.models.split`), so that pooling over merged
+  tokens equals pooling over the patches they stand for.
 
 Token *sizes* (how many original patches each token stands for) let merged tokens be size-weighted
 averages and feed proportional attention; *sources* trace which original tokens each token holds.
@@ -24,6 +43,7 @@ rows and is several times faster on CPU than ``gather``/``scatter`` with an expa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,20 +93,15 @@ class MergePlan:
     @classmethod
     def from_sets(cls, num_prefix: int, num_tokens: int, unm_idx: torch.Tensor, src_idx: torch.Tensor,
                   dst_idx: torch.Tensor) -> MergePlan:
-        """A plan from set-A/set-B indices (``[B, *]``) for a sequence of ``num_tokens`` tokens."""
+        """A plan from set-A/set-B indices (``[B, *]``, over the unprotected tokens of each set)."""
         batch, r = src_idx.shape
-        num_b = (num_tokens - num_prefix) // 2
-        num_out = num_tokens - r
-        device = src_idx.device
-        rows = torch.arange(batch * num_tokens, device=device).view(batch, num_tokens)
-        a_rows = rows[:, num_prefix::2]
-        keep_rows = torch.cat([rows[:, :num_prefix], a_rows.gather(1, unm_idx), rows[:, num_prefix + 1 :: 2]], dim=1)
-        out_b_start = torch.arange(num_out - num_b, batch * num_out, num_out, device=device).unsqueeze(1)
+        prefix_rows, a_rows, b_rows, b_out = _row_templates(batch, num_tokens, num_prefix, r, src_idx.device)
+        keep_rows = torch.cat([prefix_rows, a_rows.gather(1, unm_idx), b_rows], dim=1)
         return cls(
             num_prefix=num_prefix, unm_idx=unm_idx, src_idx=src_idx, dst_idx=dst_idx,
             keep_rows=keep_rows.view(-1),
             src_rows=a_rows.gather(1, src_idx).view(-1),
-            dst_rows=(out_b_start + dst_idx).view(-1),
+            dst_rows=(b_out + dst_idx).view(-1),
         )
 
     @property
@@ -95,25 +110,55 @@ class MergePlan:
         return int(self.src_idx.shape[1])
 
 
+@functools.lru_cache(maxsize=256)
+def _row_templates(batch: int, num_tokens: int, num_prefix: int, r: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row numbers that depend only on the shapes, computed once per shape (read-only, never mutated).
+
+    Returns:
+        ``[B, P]`` input rows of the prefix, ``[B, Na]`` of unprotected A, ``[B, Nb]`` of unprotected
+        B, and ``[B, 1]`` the output row of each image's first B token. Built outside inference mode,
+        so a plan made later with autograd on can still save them for backward.
+    """
+    with torch.inference_mode(False):
+        rows = torch.arange(batch * num_tokens, device=device).view(batch, num_tokens)
+        prefix, a_rows, b_rows = split_sets(rows.unsqueeze(-1), num_prefix)
+        num_out = num_tokens - r
+        b_out = torch.arange(num_out - b_rows.shape[1], batch * num_out, num_out, device=device).unsqueeze(1)
+        return (prefix.squeeze(-1).contiguous(), a_rows.squeeze(-1).contiguous(),
+                b_rows.squeeze(-1).contiguous(), b_out)
+
+
 def split_sets(x: torch.Tensor, num_prefix: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split a sequence into the protected prefix and the alternating sets A and B (views, no copy).
+    """Split a sequence into the protected prefix and the unprotected tokens of sets A and B (views).
+
+    A holds the even positions of the whole sequence, B the odd ones (ToMe's alternation, the prefix
+    included); the prefix's own A and B tokens are protected and left out of both returned sets.
 
     Args:
         x: ``[B, N, C]``.
         num_prefix: ``P``.
 
     Returns:
-        ``prefix [B, P, C]``, ``a [B, Na, C]`` (unprotected tokens 0, 2, ...), ``b [B, Nb, C]``
-        (unprotected tokens 1, 3, ...).
+        ``prefix [B, P, C]``, ``a [B, Na, C]`` (even positions ``>= P``), ``b [B, Nb, C]`` (odd
+        positions ``>= P``).
+
+    Example:
+        >>> prefix, a, b = split_sets(torch.arange(7.0).view(1, 7, 1), num_prefix=1)  # cls = position 0
+        >>> a.flatten().tolist(), b.flatten().tolist()
+        ([2.0, 4.0, 6.0], [1.0, 3.0, 5.0])
     """
-    return x[:, :num_prefix], x[:, num_prefix::2], x[:, num_prefix + 1 :: 2]
+    first_a = num_prefix + num_prefix % 2  # the first even position >= P
+    first_b = num_prefix + 1 - num_prefix % 2  # the first odd position >= P
+    return x[:, :num_prefix], x[:, first_a::2], x[:, first_b::2]
 
 
 def bipartite_soft_matching(metric: torch.Tensor, r: int, num_prefix: int) -> MergePlan:
     """Pick the ``r`` most similar A -> B edges by cosine similarity of ``metric``.
 
-    Each A token keeps only its best B partner (a max, not a sort, over B); the A tokens are then
-    ranked by that best similarity and the top ``r`` become sources. Ranking uses a stable sort so
+    Each unprotected A token keeps only its best unprotected B partner (a max, not a sort, over B);
+    the A tokens are then ranked by that best similarity and the top ``r`` become sources (see the
+    module docstring for the A/B convention, ToMe's). Ranking uses a stable sort so
     that ties (e.g. identical background patches) resolve the same way on every run.
 
     Args:
@@ -197,12 +242,13 @@ def merge_weighted(
         ``x [B, N - r, C]`` and ``size [B, N - r, 1]``.
 
     Example:
-        >>> x = torch.tensor([[[9.0], [1.0], [2.0], [4.0]]])  # cls, then A=(1, 4), B=(2,)
+        >>> x = torch.tensor([[[9.0], [1.0], [2.0], [4.0]]])  # cls, then B=(1, 4), A=(2,)
         >>> size = torch.tensor([[[1.0], [3.0], [1.0], [1.0]]])
-        >>> plan = MergePlan.from_sets(1, 4, torch.tensor([[1]]), torch.tensor([[0]]), torch.tensor([[0]]))
+        >>> plan = MergePlan.from_sets(1, 4, torch.zeros(1, 0, dtype=torch.long), torch.tensor([[0]]),
+        ...                            torch.tensor([[0]]))  # A token 2 merges into B token 1
         >>> x2, size2 = merge_weighted(x, size, plan)
         >>> x2[0, :, 0].tolist(), size2[0, :, 0].tolist()
-        ([9.0, 4.0, 1.25], [1.0, 1.0, 4.0])
+        ([9.0, 1.25, 4.0], [1.0, 4.0, 1.0])
     """
     if plan.r == 0:
         return x, size

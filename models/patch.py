@@ -15,8 +15,11 @@ Inside each patched block, as in ToMe:
    keys averaged over heads (:mod:`paretoctl.models.merge`), as size-weighted averages;
 3. the MLP runs on the shorter sequence.
 
-Prefix tokens (``model.num_prefix_tokens``: cls, dist, registers) are never merged. Average pooling
-becomes size-weighted. Attention pooling (``global_pool='map'``) is not supported.
+The A/B split follows ToMe's convention over the whole sequence (the class token is the first A
+token; see :mod:`paretoctl.models.merge` for it and for where cls + dist, registers and models with
+no class token go beyond ToMe). Prefix tokens (``model.num_prefix_tokens``: cls, dist, registers)
+are never merged and stay at the front. Average pooling becomes size-weighted. Attention pooling
+(``global_pool='map'``) and hybrid ViTs (a CNN stem in ``patch_embed``) are not supported.
 
 Example:
     >>> model = timm.create_model("deit_small_patch16_224")           # doctest: +SKIP
@@ -48,6 +51,7 @@ from paretoctl.models.split import (
     merge_schedule,
     run_blocks,
 )
+from paretoctl.models.support import check_patch_embed
 
 __all__ = [
     "MergingAttention",
@@ -213,6 +217,7 @@ def _check_supported(model: VisionTransformer) -> None:
             f"token merging supports timm VisionTransformer and VisionTransformerDistilled, "
             f"not the subclass {type(model).__name__}"
         )
+    check_patch_embed(model)
     if getattr(model, "attn_pool", None) is not None:
         raise NotImplementedError(
             f"global_pool={model.global_pool!r} (attention pooling) is not supported with token merging: "
@@ -251,7 +256,8 @@ def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source
 
     Raises:
         ValueError: ``r`` is not a feasible schedule for this model.
-        NotImplementedError: attention pooling (``global_pool='map'``) or non-timm blocks/attention.
+        NotImplementedError: attention pooling (``global_pool='map'``), a hybrid (CNN-stem) patch
+            embedding, or non-timm blocks/attention.
     """
     vit = _as_vit(model)
     depth = len(vit.blocks)

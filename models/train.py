@@ -6,9 +6,9 @@ killed run continues with ``--resume`` exactly where it stopped.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from paretoctl.models.data import load_fmnist
 from paretoctl.models.vit_fmnist import VIT_FMNIST_NAME
+from paretoctl.service.fileio import atomic_write_bytes
 
 
 @dataclass
@@ -97,9 +98,10 @@ def evaluate_accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through the project's one durable writer (a kill never leaves half a checkpoint)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     from tqdm import tqdm
 
     import paretoctl.models.vit_fmnist  # noqa: F401  (registers the model with timm)
-    from paretoctl.models.loading import export_safetensors
+    from paretoctl.models.checkpoint import export_safetensors
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

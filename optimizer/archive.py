@@ -1,9 +1,11 @@
 """The evaluation archive: every evaluation, one JSON record a line, appended so that a kill loses nothing.
 
-Each record is written with a single ``write`` on an ``O_APPEND`` descriptor and then ``fsync``-ed, so a
-line is either whole or (if the process died inside the write) a torn tail without its newline.
-Loading drops such a torn tail and truncates the file back to the last whole line, so a resumed build
-re-runs exactly the evaluations that were not recorded, and none twice.
+Each record is appended with ``paretoctl.service.fileio.append_bytes`` (all bytes written and fsynced,
+or ``OSError`` with the file rolled back to its old length: a full disk never leaves half a record).
+A kill inside the write can still leave a torn tail without its newline; loading drops it and truncates
+the file back to the last whole line, so a resumed build re-runs exactly the evaluations that were not
+recorded, and none twice. Two records with one ``eval_id`` (two builds writing one directory) make
+the archive unreadable rather than silently doubled.
 
 The plan file records the candidates of a batch before they are evaluated: on resume, the unfinished
 batch is taken from the plan rather than re-generated, so no model fit has to be repeated bit for bit.
@@ -12,24 +14,15 @@ batch is taken from the plan rather than re-generated, so no model fit has to be
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from paretoctl.service.fileio import append_bytes, atomic_write_text
+
 
 class ArchiveError(RuntimeError):
-    """The archive is unreadable for a reason other than a torn last line."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """The archive or plan is unreadable for a reason other than a torn last line; the message names the file."""
 
 
 class JsonlArchive:
@@ -42,8 +35,9 @@ class JsonlArchive:
         [0]
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, unique: str | None = "eval_id") -> None:
         self.path = path
+        self.unique = unique
         self._records: list[dict[str, Any]] = self._load()
 
     def _load(self) -> list[dict[str, Any]]:
@@ -66,21 +60,25 @@ class JsonlArchive:
                 raise ArchiveError(f"{self.path}: line {len(records) + 1} is not a JSON object")
             records.append(rec)
             good_end += len(line)
+        if self.unique is not None:
+            seen: set[Any] = set()
+            for n, rec in enumerate(records, start=1):
+                key = rec.get(self.unique)
+                if key in seen:
+                    raise ArchiveError(
+                        f"{self.path}: line {n} repeats {self.unique} {key!r}; two builds wrote this "
+                        "directory at once, or the archive was edited"
+                    )
+                seen.add(key)
         if good_end < len(data):
             with open(self.path, "r+b") as fh:
                 fh.truncate(good_end)
         return records
 
     def append(self, record: dict[str, Any]) -> None:
-        """Durably append one record."""
+        """Durably append one record (``OSError`` if it could not be written whole; nothing is kept then)."""
         line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_bytes(self.path, line)
         self._records.append(record)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -99,9 +97,22 @@ class PlanStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._plans: dict[str, list[list[float]]] = (
-            json.loads(path.read_text()) if path.exists() else {}
+        self._plans: dict[str, list[list[float]]] = self._load() if path.exists() else {}
+
+    def _load(self) -> dict[str, list[list[float]]]:
+        try:
+            plans = json.loads(self.path.read_bytes())
+        except (OSError, ValueError) as err:
+            raise ArchiveError(f"{self.path}: unreadable plan ({err}); delete it to re-plan from the archive") from None
+        ok = isinstance(plans, dict) and all(
+            isinstance(v, list) and all(isinstance(row, list) and all(isinstance(a, int | float) for a in row)
+                                        for row in v)
+            for v in plans.values()
         )
+        if not ok:
+            raise ArchiveError(f"{self.path}: not a plan (a mapping of 'method/batch' to lists of points); "
+                               "delete it to re-plan from the archive")
+        return plans
 
     def get(self, method: str, batch: int) -> list[list[float]] | None:
         """The planned proportion vectors of ``batch``, if it was planned before."""
@@ -109,6 +120,6 @@ class PlanStore:
 
     def put(self, method: str, batch: int, candidates: list[list[float]]) -> None:
         """Record a batch's candidates durably before any of them is evaluated."""
-        self._plans[f"{method}/{batch}"] = candidates
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(self._plans))
+        plans = {**self._plans, f"{method}/{batch}": candidates}
+        atomic_write_text(self.path, json.dumps(plans))
+        self._plans = plans

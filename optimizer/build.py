@@ -9,6 +9,12 @@ Phases, each resumable from the build directory:
    ``max_front_configs`` by greedy hypervolume contribution;
 4. the test split: every front configuration (and the marks) re-measured on held-out images;
 5. ``front.json`` (atomic), ``convergence.json`` and a copy of the config.
+
+Before any of it, the config is checked against the machine (``paretoctl.optimizer.preflight``), the
+output directory is proved writable, and the directory is locked and checked against the config
+(``paretoctl.optimizer.builddir``). Every file is written through ``paretoctl.service.fileio``, so a
+full disk ends the build with an ``OSError`` and leaves the archive resumable. The caller's torch RNG
+is left as it was (the build seeds its own inside ``torch.random.fork_rng``).
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from paretoctl.models.identity import model_identity
-from paretoctl.optimizer.archive import JsonlArchive, PlanStore, atomic_write_text
-from paretoctl.optimizer.config import BuildConfig
-from paretoctl.optimizer.evaluator import Evaluation, Evaluator, make_batches
+from paretoctl.optimizer.archive import JsonlArchive, PlanStore
+from paretoctl.optimizer.builddir import BuildError, BuildLock, check_records, prepare_directory
+from paretoctl.optimizer.config import BuildConfig, ConfigError
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator, make_batches, tokens_entering
 from paretoctl.optimizer.pareto import (
     OBJECTIVES,
     hypervolume,
@@ -39,22 +45,26 @@ from paretoctl.optimizer.pareto import (
     snr_objectives,
     snr_reference,
 )
+from paretoctl.optimizer.preflight import Preflight, preflight
 from paretoctl.optimizer.proposers import batches_for, make_proposer
 from paretoctl.optimizer.space import SearchSpace, ViTShape
+from paretoctl.service.fileio import atomic_write_text, ensure_writable_dir
 
 ProgressFn = Callable[[str, int, int, float | None], None]
 
 
-class BuildError(RuntimeError):
-    """A build cannot start or continue; the message says why and what to do."""
-
-
 def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, index: int,
-                      x: Sequence[float] | None, split: str = "val") -> dict[str, Any]:
-    """The archive line of one evaluation (layout in docs/internals.md)."""
+                      x: Sequence[float] | None, split: str = "val",
+                      batch_x: Sequence[Sequence[float]] | None = None) -> dict[str, Any]:
+    """The archive line of one evaluation (layout in docs/internals.md).
+
+    ``batch_x`` is the whole planned batch the evaluation belongs to, so that a batch interrupted
+    after its first record can be finished from the archive alone if ``plan.json`` is lost.
+    """
     return {
         "eval_id": eval_id, "method": method, "batch": batch, "index": index,
-        "x": list(x) if x is not None else None, "r": ev.r,
+        "x": list(x) if x is not None else None,
+        "batch_x": [list(p) for p in batch_x] if batch_x is not None else None, "r": ev.r,
         "gflops": ev.costs.gflops_json(), "tokens_sent": ev.costs.tokens_sent,
         "channel_uses": ev.costs.channel_uses, "tokens_per_layer": ev.costs.tokens_per_layer,
         f"accuracy_{split}": {k: [p.to_json() for p in v] for k, v in ev.accuracy.items()},
@@ -82,7 +92,7 @@ class BuildContext:
         self._cache: dict[tuple[int, ...], Evaluation] = {}
         self._test: Evaluator | None = None
         for rec in self.archive:
-            self._cache.setdefault(tuple(rec["r"]), _evaluation_from_record(rec))
+            self._cache.setdefault(tuple(rec["r"]), _evaluation_from_record(rec, self.space.shape))
 
     def evaluate_val(self, r: list[int]) -> Evaluation:
         """Validation evaluation of ``r``, reusing an earlier identical schedule's measurement."""
@@ -101,12 +111,12 @@ class BuildContext:
         return len(self.archive)
 
 
-def _evaluation_from_record(rec: Mapping[str, Any]) -> Evaluation:
+def _evaluation_from_record(rec: Mapping[str, Any], shape: ViTShape) -> Evaluation:
     from paretoctl.optimizer.evaluator import AccuracyPoint, Costs
 
     g = rec["gflops"]
     costs = Costs(g["total"], g["edge"], g["server"], rec["tokens_sent"], rec["channel_uses"],
-                  rec["tokens_per_layer"])
+                  tokens_entering(rec["r"], shape.num_patches, shape.num_prefix))
     acc = {k: [AccuracyPoint(**p) for p in v] for k, v in rec["accuracy_val"].items()}
     return Evaluation(list(rec["r"]), costs, acc, 0.0)
 
@@ -138,6 +148,8 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
         if len(done) == size:
             continue
         planned = ctx.plan.get(tag, batch)
+        if planned is None and done:
+            planned = _plan_from_records(ctx, tag, batch, done)
         if planned is None:
             hist = ctx.archive.where(method=tag)
             if getattr(proposer, "uses_reference", False):
@@ -146,16 +158,45 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
             y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
             planned = proposer.propose(batch, x, y, ref_point, size)
             ctx.plan.put(tag, batch, planned)
+        _check_plan(ctx, tag, batch, planned, size, done)
         for index, x_point in enumerate(planned):
             if index in done:
                 continue
             r = ctx.space.to_r(x_point)
-            rec = evaluation_record(ctx.evaluate_val(r), ctx.next_id(), tag, batch, index, x_point)
+            rec = evaluation_record(ctx.evaluate_val(r), ctx.next_id(), tag, batch, index, x_point,
+                                    batch_x=planned)
             ctx.archive.append(rec)
             mine = ctx.archive.where(method=tag)
             hv = hypervolume(torch.tensor([objective_vector(m, ref) for m in mine]), ref_point)
             ctx.progress(tag, len(mine), budget, hv)
     return ctx.archive.where(method=tag)
+
+
+def _plan_from_records(ctx: BuildContext, tag: str, batch: int,
+                       done: Mapping[int, Mapping[str, Any]]) -> list[list[float]]:
+    """The candidates of a started batch whose plan was lost, recovered from its records' ``batch_x``."""
+    plans = {json.dumps(rec.get("batch_x")) for rec in done.values()}
+    planned = next(iter(done.values())).get("batch_x")
+    if planned is None or len(plans) != 1:
+        raise BuildError(
+            f"{ctx.plan.path} has no plan for batch {batch} of {tag}, which is half evaluated, and the archive's "
+            "records do not carry it; re-planning would change the front, so resume is refused (use another --out)"
+        )
+    ctx.plan.put(tag, batch, planned)
+    return [list(map(float, p)) for p in planned]
+
+
+def _check_plan(ctx: BuildContext, tag: str, batch: int, planned: Sequence[Sequence[float]], size: int,
+                done: Mapping[int, Mapping[str, Any]]) -> None:
+    """Refuse a plan that does not fit the batch or disagrees with what the archive already evaluated."""
+    where = f"{ctx.plan.path}: batch {batch} of {tag}"
+    if len(planned) != size or any(len(p) != ctx.space.dim for p in planned):
+        raise BuildError(f"{where} holds {len(planned)} points of sizes {sorted({len(p) for p in planned})}, "
+                         f"expected {size} of {ctx.space.dim}; delete the file to recover the plan from the archive")
+    for index, rec in done.items():
+        if index >= size or rec.get("x") != list(planned[index]):
+            raise BuildError(f"{where} does not match the archive's record {rec.get('eval_id')}; "
+                             "delete the file to recover the plan from the archive")
 
 
 def convergence(records_by_method: Mapping[str, Sequence[Mapping[str, Any]]], ref: Mapping[str, Any],
@@ -214,7 +255,8 @@ def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: Se
     props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
     return {
         "id": rec["id"], "source": rec["method"].split("-")[0],
-        "proportions": props, "r": rec["r"], "tokens_per_layer": rec["tokens_per_layer"],
+        "proportions": props, "r": rec["r"],
+        "tokens_per_layer": tokens_entering(rec["r"], space.shape.num_patches, space.shape.num_prefix),
         "gflops": rec["gflops"], "tokens_sent": rec["tokens_sent"], "channel_uses": rec["channel_uses"],
         "latency": lat.model_dump(),
         "accuracy_val": rec["accuracy_val"], "accuracy_test": test_rec["accuracy_test"],
@@ -267,23 +309,26 @@ def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict
 
 
 def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
-                 config_text: str) -> BuildContext:
-    """Check the build directory, load the model and data, and open the archives."""
+                 checked: Preflight | None = None) -> BuildContext:
+    """Check the build directory against the config, then load the model and data and open the archives.
+
+    ``checked`` is the result of :func:`paretoctl.optimizer.preflight.preflight` (run here when None).
+    The caller holds the directory's lock (:class:`paretoctl.optimizer.builddir.BuildLock`).
+    """
     from paretoctl.models.data import image_folder, load_fmnist, subset
     from paretoctl.models.loading import ModelSpec, create_model
-    from paretoctl.service.latency import load_profile
 
-    profile = load_profile(cfg.device)  # a bad device profile fails before any work
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "config.yaml"
-    if (out / "archive.jsonl").exists() and not resume:
-        raise BuildError(f"{out} already holds a build; pass --resume to continue it, or choose another --out")
-    if resume and saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(config_text):
-        raise BuildError(f"{out} was built with a different config ({saved}); use a new --out to change it")
-    if not saved.exists():
-        atomic_write_text(saved, config_text)
-    spec = ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained, cfg.model.kwargs)
-    model = create_model(spec)
+    checked = checked or preflight(cfg)
+    archive = JsonlArchive(out / "archive.jsonl")
+    prepare_directory(out, cfg, len(archive), resume)
+    test_archive = JsonlArchive(out / "test_archive.jsonl")
+    check_records(archive, archive.path, cfg, checked.depth)
+    check_records(test_archive, test_archive.path, cfg, checked.depth, split="accuracy_test")
+    plan = PlanStore(out / "plan.json")
+    try:
+        model = create_model(ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained, cfg.model.kwargs))
+    except ValueError as err:  # a checkpoint that does not fit the architecture
+        raise ConfigError(f"model: {' '.join(str(err).split())}") from None
     d = cfg.data
     val_ds: Any
     test_ds: Any
@@ -294,9 +339,6 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
         val_ds, test_ds = image_folder(d.val_root or "", model), image_folder(d.test_root or "", model)
     val_ds = subset(val_ds, d.val_limit, seed=d.split_seed)
     test_ds = subset(test_ds, d.test_limit, seed=d.split_seed)
-    depth = len(model.blocks)  # type: ignore[arg-type]  # timm ships no types
-    if cfg.split_index > depth:
-        raise BuildError(f"split_index {cfg.split_index} is beyond the model's depth {depth}")
     ch = cfg.channel
 
     def evaluator(ds: Any) -> Evaluator:
@@ -305,18 +347,30 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
 
     val = evaluator(val_ds)
     space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
-    return BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, JsonlArchive(out / "archive.jsonl"),
-                        JsonlArchive(out / "test_archive.jsonl"), PlanStore(out / "plan.json"), progress,
-                        sizes={"val": len(val_ds), "test": len(test_ds)}, profile=profile)
+    return BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, archive, test_archive, plan, progress,
+                        sizes={"val": len(val_ds), "test": len(test_ds)}, profile=checked.profile)
 
 
 def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: ProgressFn | None = None,
-              config_text: str | None = None) -> Path:
-    """Run (or resume) a whole build and return the path of ``front.json``."""
+              source: str = "<config>") -> Path:
+    """Run (or resume) a whole build and return the path of ``front.json``.
+
+    Raises:
+        ConfigError: the config does not fit this machine (nothing was loaded or written).
+        OSError: ``out`` is not writable, or a write failed (disk full); the archive stays resumable.
+        BuildError: the directory is locked, holds another build, or its files contradict the config.
+        ArchiveError: an archive or plan file is corrupt.
+    """
     progress = progress or (lambda *_: None)
-    torch.manual_seed(cfg.search.seed)
-    text = config_text if config_text is not None else yaml.safe_dump(cfg.model_dump(), sort_keys=False)
-    ctx = open_context(cfg, out, resume, progress, text)
+    checked = preflight(cfg, source)
+    ensure_writable_dir(out)
+    with BuildLock(out), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.search.seed)  # timm's weight init before loading; the evaluations seed their own
+        return _run_locked(cfg, out, resume, progress, checked)
+
+
+def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn, checked: Preflight) -> Path:
+    ctx = open_context(cfg, out, resume, progress, checked)
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
     by_method: dict[str, list[dict[str, Any]]] = {}
@@ -345,7 +399,7 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
         "checkpoint_sha256": _checkpoint_hash(cfg),
         "dataset": cfg.data.kind if cfg.data.kind != "fmnist" else "fashion-mnist",
         "split_sizes": ctx.sizes,
-        "channels": [{"kind": c.label, "params": c.params()} for c in cfg.channel.kinds],
+        "channels": [{"kind": c.label, "params": c.params} for c in cfg.channel.kinds],
         "snr_grid_db": grid, "seed": s.seed, "split_index": cfg.split_index, "depth": ctx.space.dim,
         "num_patches": ctx.space.shape.num_patches, "num_prefix_tokens": ctx.space.shape.num_prefix,
         "budget": s.budget, "method": s.method,

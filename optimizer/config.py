@@ -1,7 +1,13 @@
 """Build configuration: one YAML file says which model, data, channels, SNR grid and search to run.
 
-Everything is validated before any work starts, and an error names the offending field
-(``search.budget``, ``channel.snr_grid_db``, ...), so a typo never costs a 15-minute build.
+The schema is checked here (no model, no data, no torch beyond the channel constructors); the checks
+that need the file system or timm (profile, checkpoint, data folders, split index against the model's
+depth, leakage) are in ``paretoctl.optimizer.preflight``. Every error is one line that names the
+field (``search.budget: ...``), so a typo never costs a 15-minute build.
+
+Relative paths in the file (``device``, ``model.checkpoint``, ``data.root``, ``data.val_root``,
+``data.test_root``) are resolved against the config file's own directory, so a config means the
+same thing whatever directory ``paretoctl build`` is started from.
 """
 
 from __future__ import annotations
@@ -13,8 +19,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from paretoctl.optimizer.runtime import RuntimeSection
+from paretoctl.service.policy import SNR_MAX_DB, SNR_MIN_DB
+from paretoctl.service.schema import ChannelSpec as ArtifactChannelSpec
+from paretoctl.service.validation import format_validation_error
+
 ChannelKind = Literal["ideal", "awgn", "rayleigh", "rician"]
 MethodName = Literal["botorch", "sobol", "uniform", "nsga2"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DEVICE = REPO_ROOT / "configs" / "devices" / "default.yaml"
+"""The device profile used when a config names none."""
+
+PATH_FIELDS = ("device", "model.checkpoint", "data.root", "data.val_root", "data.test_root")
+"""Dotted keys holding file-system paths, resolved against the config file's directory."""
 
 
 class _Strict(BaseModel):
@@ -24,7 +42,7 @@ class _Strict(BaseModel):
 class ModelSection(_Strict):
     """Which ViT to optimise. ``name: bundled`` is the shipped Fashion-MNIST model."""
 
-    name: str = "bundled"
+    name: str = Field("bundled", min_length=1)
     checkpoint: str | None = None
     pretrained: bool = False
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -50,22 +68,47 @@ class DataSection(_Strict):
         return self
 
 
-class ChannelSpec(_Strict):
-    """One channel model of the grid; parameters follow ``paretoctl.channel_sim.make_channel``."""
+class ChannelSpec(ArtifactChannelSpec):
+    """One channel of the grid: the artifact's ``{kind, params}``, with its parameters checked.
+
+    The YAML may give the parameters flat (``{kind: rician, k_factor: 4, block: token}``) or under
+    ``params``; either way they must be ones ``paretoctl.channel_sim.make_channel`` accepts for that
+    kind, with valid values (checked by constructing the channel, which is cheap).
+    """
 
     kind: ChannelKind
-    k_factor: float | None = Field(None, ge=0)
-    block: str | int | None = None  # "symbol" | "token" | "image" | symbols per block
-    equaliser: str | None = None
 
-    def params(self) -> dict[str, Any]:
-        """Keyword arguments for ``make_channel`` (only the ones that were set)."""
-        return {k: v for k, v in self.model_dump().items() if k != "kind" and v is not None}
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_params(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        flat = {k: v for k, v in raw.items() if k not in ("kind", "params")}
+        if not flat:
+            return raw
+        nested = raw.get("params") or {}
+        if not isinstance(nested, dict):
+            return raw  # the field validator reports it
+        both = sorted(set(flat) & set(nested))
+        if both:
+            raise ValueError(f"{both} given both flat and under params")
+        return {"kind": raw.get("kind"), "params": {**nested, **flat}}
+
+    @model_validator(mode="after")
+    def _params_fit_kind(self) -> ChannelSpec:
+        from paretoctl.channel_sim.channels import make_channel
+
+        try:
+            make_channel(self.kind, **self.params)
+        except (ValueError, TypeError) as err:
+            raise ValueError(str(err)) from None
+        return self
 
     @property
     def label(self) -> str:
         """Key used in artifacts: the kind, plus K for Rician."""
-        return self.kind if self.k_factor is None else f"{self.kind}-k{self.k_factor:g}"
+        k = self.params.get("k_factor")
+        return self.kind if k is None else f"{self.kind}-k{float(k):g}"
 
 
 class ChannelSection(_Strict):
@@ -80,8 +123,8 @@ class ChannelSection(_Strict):
     def _increasing(cls, grid: list[float]) -> list[float]:
         if any(b <= a for a, b in itertools.pairwise(grid)):
             raise ValueError(f"must be strictly increasing, got {grid}")
-        if any(not -50.0 <= s <= 100.0 for s in grid):
-            raise ValueError(f"SNRs must lie in [-50, 100] dB, got {grid}")
+        if any(not SNR_MIN_DB <= s <= SNR_MAX_DB for s in grid):
+            raise ValueError(f"SNRs must lie in [{SNR_MIN_DB:g}, {SNR_MAX_DB:g}] dB, got {grid}")
         return grid
 
     @field_validator("kinds")
@@ -118,8 +161,9 @@ class BuildConfig(_Strict):
     data: DataSection = Field(default_factory=lambda: DataSection())
     channel: ChannelSection
     split_index: int = Field(ge=0)
-    device: str = "configs/devices/default.yaml"
+    device: str = str(DEFAULT_DEVICE)
     search: SearchSection = Field(default_factory=lambda: SearchSection())
+    runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
 
     @model_validator(mode="after")
     def _initial_within_budget(self) -> BuildConfig:
@@ -129,30 +173,63 @@ class BuildConfig(_Strict):
             )
         return self
 
+    def canonical(self) -> dict[str, Any]:
+        """The JSON-able form every default filled in: what ``config.yaml`` records and resume compares."""
+        return self.model_dump(mode="json")
+
 
 class ConfigError(ValueError):
-    """A build config is unreadable or invalid; the message names the field."""
+    """A build config is unreadable or invalid; the message is one line naming the file and field."""
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "<top level>"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {field}: {msg}")
-    return f"invalid build config {source}:\n" + "\n".join(lines)
-
-
-def parse_config(raw: Any, source: str = "<config>") -> BuildConfig:
-    """Validate a parsed YAML mapping."""
+def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = None) -> BuildConfig:
+    """Validate a parsed YAML mapping; relative paths are resolved against ``base_dir`` when given."""
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid build config {source}: expected a mapping at the top level")
+    if base_dir is not None:
+        raw = _resolve_paths(raw, base_dir)
     try:
         return BuildConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation(err, source)) from None
+        raise ConfigError(f"invalid build config {source}: {format_validation_error(err)}") from None
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of ``raw`` with the relative paths of ``PATH_FIELDS`` made absolute under ``base_dir``."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted in PATH_FIELDS:
+        *parents, leaf = dotted.split(".")
+        node: Any = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str):
+            path = Path(node[leaf]).expanduser()
+            node[leaf] = str(path if path.is_absolute() else (base_dir / path).resolve())
+    return out
+
+
+def apply_overrides(raw: Any, overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    """Set dotted keys (``search.budget``) in a parsed YAML mapping; ``None`` values are skipped."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid build config {source}: expected a mapping at the top level")
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for depth, p in enumerate(parents):
+            child = node.setdefault(p, {})
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                field = ".".join(parents[: depth + 1])
+                raise ConfigError(f"invalid build config {source}: {field}: expected a mapping")
+            node = child
+        node[leaf] = value
+    return raw
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BuildConfig:
@@ -163,13 +240,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Bu
     except OSError as err:
         raise ConfigError(f"cannot read build config {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"build config {path} is not valid YAML: {err}") from None
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return parse_config(raw, str(path))
+        raise ConfigError(f"build config {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    raw = apply_overrides(raw, overrides or {}, str(path))
+    return parse_config(raw, str(path), base_dir=path.resolve().parent)

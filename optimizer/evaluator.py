@@ -28,6 +28,8 @@ from paretoctl.models.flops import analytic_cost
 from paretoctl.models.patch import apply_merging, set_schedule
 from paretoctl.models.split import TokenState, edge_forward, server_forward
 from paretoctl.optimizer.config import ChannelSpec
+from paretoctl.optimizer.preflight import split_index_error
+from paretoctl.optimizer.runtime import Precision, autocast
 
 
 def noise_seed(*parts: int) -> int:
@@ -53,7 +55,11 @@ class AccuracyPoint:
 
 @dataclass(frozen=True)
 class Costs:
-    """Deterministic costs of a schedule for one image."""
+    """Deterministic costs of a schedule for one image.
+
+    ``tokens_per_layer[l]`` counts the tokens *entering* block ``l``, prefix tokens included (the
+    artifact's convention).
+    """
 
     gflops_total: float
     gflops_edge: float
@@ -76,6 +82,15 @@ class Evaluation:
     wall_s: float = 0.0
 
 
+def tokens_entering(r: Sequence[int], num_patches: int, num_prefix: int) -> list[int]:
+    """Tokens entering each block under schedule ``r``, prefix included: ``[N + P, N + P - r_0, ...]``."""
+    counts, n = [], int(num_patches) + int(num_prefix)
+    for r_l in r:
+        counts.append(n)
+        n -= int(r_l)
+    return counts
+
+
 def summarise_draws(correct: torch.Tensor, n_images: int) -> tuple[float, float]:
     """Mean accuracy and stderr from per-draw correct counts ``[draws]`` over ``n_images`` images."""
     acc = correct.double() / n_images
@@ -90,36 +105,45 @@ class Evaluator:
 
     Args:
         model: a timm ViT; it is patched for merging in place.
-        batches: (images, labels) batches of the split, re-iterated for every evaluation.
+        batches: (images, labels) batches of the split, re-iterated for every evaluation: a
+            DataLoader (``paretoctl.models.data.make_loader``) streams them; a list also works.
         channels: the channel models of the grid.
         snr_grid_db: SNRs (Es/N0, dB) at which accuracy is measured.
         split: the edge/server split index.
         draws: noise draws per (channel, SNR).
         seed: seeds the channel noise.
+        device: where the model, the batches and the channel's tokens live (the noise is drawn
+            from CPU generators and moved, so it is the same on every device).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast for the model (the channel runs in float32).
     """
 
     def __init__(
         self,
         model: Any,
-        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
         channels: Sequence[ChannelSpec],
         snr_grid_db: Sequence[float],
         split: int,
         draws: int = 1,
         seed: int = 0,
+        device: torch.device | str = "cpu",
+        precision: Precision = "fp32",
     ) -> None:
+        self.device = torch.device(device)
+        self.precision: Precision = precision
         apply_merging(model)
-        self.model: Any = model
+        self.model: Any = model.to(self.device)
         self.depth = len(self.model.blocks)
-        if not 0 <= split <= self.depth:
-            raise ValueError(f"split index {split} is outside 0..{self.depth}")
-        self.batches = list(batches)
-        self.n_images = sum(len(y) for _, y in self.batches)
+        problem = split_index_error(split, self.depth)
+        if problem:
+            raise ValueError(f"split index {problem}")
+        self.batches = batches
         self.specs = list(channels)
-        self.channels = [make_channel(c.kind, **c.params()) for c in self.specs]
+        self.channels = [make_channel(c.kind, **c.params) for c in self.specs]
         self.snr_grid = [float(s) for s in snr_grid_db]
         self.split, self.draws, self.seed = split, draws, seed
         self.num_patches = int(self.model.patch_embed.num_patches)
+        self.num_prefix = int(self.model.num_prefix_tokens)
 
     def costs(self, r: Sequence[int]) -> Costs:
         """GFLOPs, tokens and channel uses of schedule ``r`` (no data needed)."""
@@ -128,7 +152,7 @@ class Evaluator:
         return Costs(
             gflops_total=rep.total_gflops, gflops_edge=rep.edge_gflops, gflops_server=rep.server_gflops,
             tokens_sent=rep.tokens_sent, channel_uses=channel_uses(rep.tokens_sent, dim),
-            tokens_per_layer=list(rep.tokens_after_layer),
+            tokens_per_layer=tokens_entering(r, self.num_patches, self.num_prefix),
         )
 
     @torch.inference_mode()
@@ -138,36 +162,37 @@ class Evaluator:
         set_schedule(self.model, list(r))
         self.model.eval()
         n_snr = len(self.snr_grid)
-        correct = torch.zeros(len(self.channels), self.draws, n_snr, dtype=torch.long)
+        correct = torch.zeros(len(self.channels), self.draws, n_snr, dtype=torch.long, device=self.device)
+        grid = torch.tensor(self.snr_grid, device=self.device)
+        n_images = 0
         for b, (images, labels) in enumerate(self.batches):
-            state = edge_forward(self.model, images, self.split)
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            with autocast(self.device, self.precision):
+                state = edge_forward(self.model, images, self.split)
             bsz = images.shape[0]
-            tokens = state.tokens.repeat(n_snr, 1, 1)
+            n_images += bsz
+            tokens = state.tokens.float().repeat(n_snr, 1, 1)  # the channel runs in float32
             size = state.size.repeat(n_snr, 1, 1)
-            snr = torch.tensor(self.snr_grid).repeat_interleave(bsz)
+            snr = grid.repeat_interleave(bsz)
             target = labels.repeat(n_snr)
             for ci, channel in enumerate(self.channels):
                 for d in range(self.draws):
-                    gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))
+                    gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
                     noisy = channel(tokens, snr, generator=gen)
-                    logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
+                    with autocast(self.device, self.precision):
+                        logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
                     hits = (logits.argmax(-1) == target).view(n_snr, bsz).sum(-1)
                     correct[ci, d] += hits
+        if n_images == 0:
+            raise ValueError("the evaluation split holds no images")
+        self.n_images = n_images
+        correct = correct.cpu()
         accuracy: dict[str, list[AccuracyPoint]] = {}
         for ci, spec in enumerate(self.specs):
             points = []
             for si, snr_db in enumerate(self.snr_grid):
-                mean, se = summarise_draws(correct[ci, :, si], self.n_images)
-                points.append(AccuracyPoint(snr_db, mean, se, self.n_images, self.draws))
+                mean, se = summarise_draws(correct[ci, :, si], n_images)
+                points.append(AccuracyPoint(snr_db, mean, se, n_images, self.draws))
             accuracy[spec.label] = points
         return Evaluation(list(r), self.costs(r), accuracy, time.perf_counter() - t0)
-
-
-def make_batches(dataset: Any, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Materialise a data set as in-memory batches (tensor data sets are sliced, others loaded)."""
-    tensors = getattr(dataset, "tensors", None)
-    if tensors is not None:
-        x, y = tensors
-        return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
-    loader: Iterable[Any] = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return [(x, y) for x, y in loader]

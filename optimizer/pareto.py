@@ -19,12 +19,19 @@ hypervolume), and costs at 1.05 x unmerged, so that the unmerged model itself co
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from botorch.utils.multi_objective.hypervolume import Hypervolume
-from botorch.utils.multi_objective.pareto import is_non_dominated
+
+with warnings.catch_warnings():
+    # linear_operator (imported by botorch through gpytorch) decorates helpers with torch.jit.script at
+    # import time, which current torch deprecates with a FutureWarning on every build. The code is not
+    # ours and works; only that one warning, only during this import, is silenced.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    from botorch.utils.multi_objective.pareto import is_non_dominated
 
 ACC_MARGIN = 0.2
 COST_REF = 1.05

@@ -136,6 +136,14 @@ class BotorchProposer:
 
     def _acquire(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                  n: int) -> torch.Tensor:
+        # GP initialisation and fitting draw from torch's global RNG: seed it for reproducible proposals,
+        # inside fork_rng so that the caller's RNG state is the same after the call as before.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + batch)
+            return self._acquire_seeded(batch, x, y, ref_point, n)
+
+    def _acquire_seeded(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
+                        n: int) -> torch.Tensor:
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
@@ -146,7 +154,6 @@ class BotorchProposer:
         from botorch.sampling.get_sampler import get_sampler
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        torch.manual_seed(self.seed * 100_003 + batch)
         dim = self.space.dim
         x = x.to(torch.double)
         y = y.to(torch.double)

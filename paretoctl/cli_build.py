@@ -12,19 +12,29 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the last epoch checkpoint."),
     epochs: int | None = typer.Option(None, help="Override the number of epochs."),
 ) -> None:
-    """Train the bundled Fashion-MNIST ViT and export its safetensors weights and model card."""
+    """Train the bundled Fashion-MNIST ViT and export its safetensors weights and model card.
+
+    Exit codes: 0 trained; 2 bad config; 130 interrupted (continue with --resume).
+    """
+    from paretoctl.exitcodes import ExitCode, fail
     from paretoctl.models.train import TrainConfig
     from paretoctl.models.train import train as run_training
 
     try:
         cfg = TrainConfig.from_yaml(config)
     except (OSError, ValueError, TypeError) as err:
-        raise typer.BadParameter(str(err), param_hint="--config") from err
+        fail(ExitCode.BAD_INPUT, f"--config {config}: {err}")
     if epochs is not None:
         cfg.epochs = epochs
-    run_training(cfg, resume=resume)
+    try:
+        run_training(cfg, resume=resume)
+    except KeyboardInterrupt:
+        fail(ExitCode.INTERRUPTED, f"interrupted; continue with `paretoctl train --config {config} --resume`")
 
 
+def _resume_hint(config: Path, out: Path, budget: int | None, seed: int | None) -> str:
+    extra = (f" --budget {budget}" if budget is not None else "") + (f" --seed {seed}" if seed is not None else "")
+    return f"paretoctl build --config {config} --out {out}{extra} --resume"
 
 
 def build(
@@ -34,11 +44,16 @@ def build(
     seed: int | None = typer.Option(None, help="Override search.seed."),
     resume: bool = typer.Option(False, help="Continue a build that was interrupted; nothing is repeated."),
 ) -> None:
-    """Search per-layer merge schedules with BoTorch and write the Pareto front artifact."""
+    """Search per-layer merge schedules with BoTorch and write the Pareto front artifact.
+
+    Exit codes: 0 written; 2 bad config or arguments (nothing done); 3 could not finish (I/O error, disk
+    full, directory locked by another build, corrupt archive); 130 interrupted (resume with --resume).
+    """
     import logging
 
     from rich.console import Console
 
+    from paretoctl.exitcodes import ExitCode, fail
     from paretoctl.optimizer.config import ConfigError, load_config
 
     # torch logs "No CUDA runtime is found" when a dependency imports its C++-extension helpers; on a
@@ -48,18 +63,27 @@ def build(
     try:
         cfg = load_config(config, {"search.budget": budget, "search.seed": seed})
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    from paretoctl.optimizer.build import BuildError, run_build
+        fail(ExitCode.BAD_INPUT, str(err))
+    from paretoctl.optimizer.archive import ArchiveError
+    from paretoctl.optimizer.build import run_build
+    from paretoctl.optimizer.builddir import BuildError, BuildLockedError
     from paretoctl.progress import BuildProgress
 
     try:
         with BuildProgress(console) as progress:
-            path = run_build(cfg, out, resume=resume, progress=progress.update,
-                             config_text=config.read_text())
-    except (BuildError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
+            path = run_build(cfg, out, resume=resume, progress=progress.update, source=str(config))
+    except ConfigError as err:
+        fail(ExitCode.BAD_INPUT, str(err))
+    except (BuildLockedError, ArchiveError) as err:
+        fail(ExitCode.FAILED, str(err))
+    except BuildError as err:
+        fail(ExitCode.BAD_INPUT, str(err))
+    except OSError as err:
+        hint = _resume_hint(config, out, budget, seed)
+        fail(ExitCode.FAILED, f"{err}; what was recorded is kept, resume with `{hint}` once the cause is fixed")
+    except KeyboardInterrupt:
+        fail(ExitCode.INTERRUPTED, f"interrupted; what was recorded is kept, resume with "
+                                   f"`{_resume_hint(config, out, budget, seed)}`")
     console.print(f"[green]front written:[/green] {path}")
 
 

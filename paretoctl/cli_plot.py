@@ -2,13 +2,18 @@
 
 matplotlib and the plotting code are imported inside the command, so that ``paretoctl --help`` and
 the service commands stay fast and work on the base install (without the ``[plot]`` extra).
+
+Exit codes (``paretoctl.exitcodes``): 0 written; 2 bad input, nothing written (missing path, a build
+directory without ``front.json``, a malformed, wrong-version or tampered front, a malformed
+``convergence.json``, matplotlib missing); 3 the figures could not be written (folder not writable,
+disk full).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
@@ -47,32 +52,25 @@ def plot(
     """Plot the Pareto front, accuracy vs SNR, the policy map, merge schedules and convergence.
 
     Writes each figure as PNG and SVG into --out and prints the files written.
+    Exit codes: 0 written; 2 bad input (nothing written); 3 cannot write the figures.
     """
+    from paretoctl.exitcodes import ExitCode, fail
+
     try:
-        from paretoctl.plots import PlotInputError, plot_path
-    except ImportError as exc:  # matplotlib is an optional extra
-        _fail(f"plotting needs matplotlib: pip install 'paretoctl[plot]' ({exc})")
+        import matplotlib  # noqa: F401  (an optional extra: say so before reading anything)
+    except ImportError as exc:
+        fail(ExitCode.BAD_INPUT, f"plotting needs matplotlib: pip install 'paretoctl[plot]' ({exc})")
+    from paretoctl.plots import PlotInputError, front_file, plot_path
     from paretoctl.service.schema import FrontLoadError
 
     try:
         written = plot_path(source, out, split.value)
     except FrontLoadError as exc:
-        _fail(f"cannot load the front from {_front_file(source)}: {exc.reason}: {exc.message}")
+        fail(ExitCode.BAD_INPUT, f"cannot load the front from {front_file(source)}: {exc.reason}: {exc.message}")
     except PlotInputError as exc:
-        _fail(str(exc))
+        fail(ExitCode.BAD_INPUT, str(exc))
     except OSError as exc:
-        _fail(f"cannot write figures to {out}: {exc.strerror or exc}")
+        fail(ExitCode.FAILED, f"cannot write figures to {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {len(written)} files to {out}:")
     for path in written:
         typer.echo(f"  {path}")
-
-
-def _front_file(source: Path) -> Path:
-    """The front file a source refers to (for error messages)."""
-    return source / "front.json" if source.is_dir() else source
-
-
-def _fail(message: str) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with status 1 (no traceback)."""
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code=1)

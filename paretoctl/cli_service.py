@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from paretoctl.exitcodes import ExitCode, fail
+
 if TYPE_CHECKING:
     from paretoctl.service.policy import Decision
     from paretoctl.service.schema import DeviceProfile
+    from paretoctl.service.settings import Settings
 
-EXIT_INFEASIBLE = 3
-"""``paretoctl policy`` exit status when nothing fits the budget (scripts can tell it from errors)."""
+EXIT_INFEASIBLE = ExitCode.NEGATIVE
+"""``paretoctl policy`` exit status when nothing fits the budget (the shared "the answer is no" code)."""
 
 DEFAULT_DEVICES_DIR = Path("configs/devices")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,34 +43,69 @@ def serve(
     front: Annotated[Path | None, typer.Option(help="front.json to serve", envvar="PARETOCTL_FRONT_PATH")] = None,
     host: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 in a container)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes (with more than one, "
+                                                     "POST /admin/reload is refused: restart instead)")] = 1,
     devices_dir: Annotated[Path, typer.Option(help="device profiles for ?device=",
                                               envvar="PARETOCTL_DEVICES_DIR")] = DEFAULT_DEVICES_DIR,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    reload_dir: Annotated[Path | None, typer.Option(
+        help="the only directory POST /admin/reload reads fronts from (required with an admin token)",
+        envvar="PARETOCTL_RELOAD_DIR")] = None,
+    log_level: Annotated[str, typer.Option(help=f"log level, any case: {', '.join(LOG_LEVELS)}",
+                                           envvar="PARETOCTL_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve the policy API (GET /policy, /front, /healthz, /readyz, /metrics) with uvicorn.
 
     The front is checked before the server starts, so a bad file fails here with the loader's
-    reason instead of starting a server that is never ready. The admin token for
-    ``POST /admin/reload`` comes from ``PARETOCTL_ADMIN_TOKEN``.
+    reason instead of starting a server that is never ready. The admin token for POST /admin/reload
+    comes from PARETOCTL_ADMIN_TOKEN; other settings from PARETOCTL_* variables (docs/service.md).
+
+    Exit status: 2 bad options, settings or front.
     """
     import uvicorn
+    from pydantic import ValidationError
 
     from paretoctl.service.schema import FrontLoadError, load_front
+    from paretoctl.service.settings import Settings
+    from paretoctl.service.validation import format_validation_error
 
+    level = log_level.strip().lower()
+    if level not in LOG_LEVELS:
+        fail(ExitCode.BAD_INPUT, f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    given: dict[str, Any] = {"front_path": front, "devices_dir": devices_dir, "workers": workers, "log_level": level}
+    if reload_dir is not None:
+        given["reload_dir"] = reload_dir
+    try:
+        settings = Settings(**given)  # the rest (admin token, limits) from PARETOCTL_* variables
+    except ValidationError as exc:
+        fail(ExitCode.BAD_INPUT, f"invalid settings: {format_validation_error(exc)}")
     if front is not None:
         try:
-            load_front(front)
+            load_front(front, max_bytes=settings.max_front_bytes)
         except FrontLoadError as exc:
-            typer.echo(f"error: cannot serve {front}: {exc.reason}: {exc.message}", err=True)
-            raise typer.Exit(2) from None
-        os.environ["PARETOCTL_FRONT_PATH"] = str(front)
-    os.environ["PARETOCTL_DEVICES_DIR"] = str(devices_dir)
-    os.environ["PARETOCTL_LOG_LEVEL"] = log_level
-    # An import string + factory, so that --workers N starts N processes each building its own app
-    # from the environment set above.
-    uvicorn.run("paretoctl.service.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, proxy_headers=False)
+            fail(ExitCode.BAD_INPUT, f"cannot serve {front}: {exc.reason}: {exc.message}")
+    if workers == 1:
+        from paretoctl.service.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=level, access_log=False,
+                    proxy_headers=False)
+        return
+    _exec_workers(settings, host, port, workers, level)
+
+
+def _exec_workers(settings: Settings, host: str, port: int, workers: int, level: str) -> None:
+    """Replace this process by uvicorn's multi-worker supervisor, its settings passed in its environment.
+
+    Each worker process builds its own app with ``create_app()``, which reads ``PARETOCTL_*``; the
+    variables are given to the new process image only (this process's environment is not written).
+    Exec rather than a child keeps the PID, so signals (``docker stop``) reach the supervisor directly.
+    """
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "paretoctl.service.app:create_app", "--host", host,
+            "--port", str(port), "--workers", str(workers), "--log-level", level, "--no-access-log",
+            "--no-proxy-headers"]
+    env = {**os.environ, **settings.environment()}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
 
 
 # ----------------------------------------------------------------------------------------- policy
@@ -84,26 +123,33 @@ def policy(
     cache_dir: Annotated[Path | None, typer.Option(help="SDK front cache (with --url)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
 ) -> None:
-    """Which merge schedule to run at SNR ``--snr`` within ``--latency`` ms.
+    """Which merge schedule to run at a link SNR within a latency budget.
 
-    Exit status: 0 feasible, 3 nothing fits the budget, 1 a usage or input error.
+    Decides from a local front file (--front) or asks a policy service (--url).
+
+    Exit status: 0 a schedule fits; 1 nothing fits the budget; 2 bad options, front, profile or
+    channel; 3 the service could not be reached and no cached front was available.
     """
+    from paretoctl.client import PolicyClientError, PolicyRequestError
+
     if (front is None) == (url is None):
-        typer.echo("error: give exactly one of --front PATH or --url URL", err=True)
-        raise typer.Exit(1)
+        fail(ExitCode.BAD_INPUT, "give exactly one of --front PATH or --url URL")
     try:
         decision = _decide_local(front, snr, latency, channel, min_accuracy, device, devices_dir) \
             if front is not None else _decide_remote(url or "", snr, latency, channel, min_accuracy, device,
                                                     cache_dir)
-    except (ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except PolicyRequestError as exc:
+        fail(ExitCode.BAD_INPUT, str(exc))
+    except PolicyClientError as exc:
+        fail(ExitCode.FAILED, str(exc))
+    except ValueError as exc:
+        fail(ExitCode.BAD_INPUT, str(exc))
     if as_json:
         typer.echo(decision.model_dump_json(indent=2))
     else:
         _print_decision(decision)
     if not decision.feasible:
-        raise typer.Exit(EXIT_INFEASIBLE)
+        raise typer.Exit(int(EXIT_INFEASIBLE))
 
 
 def _decide_local(front_path: Path, snr: float, latency: float, channel: str | None,
@@ -190,12 +236,14 @@ def profile(
     """Measure this machine as an edge device and write a device profile.
 
     Times the real model's forward pass at several merge schedules (so at several GFLOPs), fits
-    ``time = overhead + GFLOPs / rate`` by least squares, and writes ``edge_gflops_per_s`` and
-    ``edge_overhead_ms``. The link and server figures are properties of the radio and of the server,
-    so they come from options. Needs the ``[build]`` extra (torch, timm).
+    time = overhead + GFLOPs / rate by least squares, and writes edge_gflops_per_s and
+    edge_overhead_ms. The link and server figures are properties of the radio and of the server,
+    so they come from options. Needs the [build] extra (torch, timm).
+
+    Exit status: 3 the timings do not fit a line, or the profile cannot be written.
     """
+    from paretoctl.service.fileio import atomic_write_bytes
     from paretoctl.service.latency import ProfileError, fit_overhead_and_rate, profile_from_mapping
-    from paretoctl.service.schema import atomic_write_bytes
 
     rows = measure_edge(model, repeats=repeats, warmup=warmup, batch=batch, threads=threads)
     try:
@@ -206,14 +254,16 @@ def profile(
             "edge_overhead_ms": round(overhead, 4), "link_overhead_ms": link_overhead_ms,
             "server_overhead_ms": server_overhead_ms}, source=str(out))
     except ProfileError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(ExitCode.FAILED, str(exc))
     r2 = _r_squared([r["gflops"] for r in rows], [r["ms"] for r in rows], overhead, rate)
     if r2 < 0.8:
         typer.echo(f"warning: the fit explains only {r2:.0%} of the timing variance: the machine is busy or the "
                    "model too small to time at this batch; re-run idle, or raise --repeats/--batch", err=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, profile_yaml(prof, rows, model, batch).encode())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, profile_yaml(prof, rows, model, batch).encode())
+    except OSError as exc:
+        fail(ExitCode.FAILED, f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}: edge {rate:.2f} GFLOP/s + {overhead:.3f} ms overhead "
                f"(fit over {len(rows)} schedules, batch {batch})")
 

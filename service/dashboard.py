@@ -1,9 +1,11 @@
 """The live dashboard: one self-contained HTML page at ``/``.
 
 The page (``service/static/dashboard.html``) carries its own CSS and JavaScript and loads nothing
-from outside, because edge devices and CI are offline. It draws the loaded front and a policy
-explorer from the service's own JSON endpoints (``GET /front``, ``GET /policy``), so what it shows is
-by construction what the API answers; this module only serves the file.
+from outside, because edge devices and CI are offline. It draws the loaded front, the model it is
+for, and a policy explorer from the service's own JSON endpoints (``GET /front``, ``GET /policy``,
+``GET /readyz``), so what it shows is by construction what the API answers; this module only serves
+the file. The page follows a reload (every decision carries ``front_checksum``; ``/readyz`` is
+polled) and shows the service DOWN when requests fail.
 
 The route is left out of the OpenAPI schema: ``/openapi.json`` documents the JSON contract that
 clients code against, and a human-facing page is not part of it.
@@ -30,7 +32,7 @@ PAGE = "dashboard.html"
 @lru_cache(maxsize=1)
 def page_html() -> str:
     """The dashboard's HTML, read once from the package data (it never changes at run time)."""
-    return (files("service") / "static" / PAGE).read_text(encoding="utf-8")
+    return (files("paretoctl.service") / "static" / PAGE).read_text(encoding="utf-8")
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

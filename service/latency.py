@@ -20,14 +20,17 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
 from paretoctl.service.schema import DeviceProfile, LatencyRecord
+from paretoctl.service.validation import format_validation_error
 
 __all__ = [
     "PROFILE_FIELDS",
@@ -42,6 +45,7 @@ __all__ = [
     "predict_latency",
     "profile_from_mapping",
     "profile_path",
+    "read_document",
 ]
 
 LatencyBreakdown = LatencyRecord
@@ -80,6 +84,41 @@ def predict_latency(gflops_edge: float, gflops_server: float, channel_uses: floa
     return LatencyBreakdown(edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=total)
 
 
+def read_document(path: str | Path, *, kind: Literal["json", "yaml"], what: str,
+                  error: Callable[[str], Exception]) -> Any:
+    """Read and parse a small JSON or YAML input file, turning every failure into one clear line.
+
+    Shared by the readers of device profiles and of the plot inputs (``convergence.json``), so that
+    an unreadable or unparsable file reads the same everywhere.
+
+    Args:
+        path: the file.
+        kind: its format; JSON refuses NaN/Infinity as every reader here does.
+        what: what the file is, for the message (``"device profile"``).
+        error: builds the exception to raise from the message (e.g. ``ProfileError``).
+
+    Returns:
+        The parsed document (any JSON/YAML value; the caller checks its shape).
+
+    Raises:
+        Exception: ``error(message)``, the message starting with ``{path}:``: ``cannot read {what}:
+            {reason}`` or ``{what} is not valid JSON|YAML: {parser message}``.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise error(f"{path}: cannot read {what}: {reason}") from exc
+    try:
+        return json.loads(text, parse_constant=_refuse_constant) if kind == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise error(f"{path}: {what} is not valid {kind.upper()}: {exc}") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-standard constant {name} (NaN/Infinity are not allowed)")
+
+
 def load_profile(path: str | Path) -> DeviceProfile:
     """Read a device profile YAML file.
 
@@ -90,12 +129,7 @@ def load_profile(path: str | Path) -> DeviceProfile:
         ProfileError: unreadable file, not a mapping, unknown key, missing or non-positive rate.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read device profile: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_document(path, kind="yaml", what="device profile", error=ProfileError)
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a device profile must be a YAML mapping of {list(PROFILE_FIELDS)}")
     return profile_from_mapping(raw, source=str(path), default_name=path.stem)
@@ -113,12 +147,7 @@ def profile_from_mapping(raw: dict[str, Any], source: str = "<profile>",
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "<profile>"
-            msg = "missing field" if err["type"] == "missing" else err["msg"]
-            msgs.append(f"field {field!r}: {msg}")
-        raise ProfileError(f"{source}: " + "; ".join(msgs)) from None
+        raise ProfileError(f"{source}: {format_validation_error(exc)}") from None
 
 
 def profile_path(name: str, devices_dir: str | Path) -> Path:

@@ -31,7 +31,7 @@ class ServiceMetrics:
         registry: the per-app registry served by ``/metrics``.
         requests: ``paretoctl_http_requests_total{route, method, status}``.
         latency: ``paretoctl_http_request_duration_seconds{route}``.
-        front_info: ``paretoctl_front_info{schema_version, checksum, path}`` of the loaded front.
+        front_info: ``paretoctl_front_info{schema_version, checksum, path, model}`` of the loaded front.
         front_loaded: 1 when a front is loaded.
         front_configs: configurations on the loaded front.
         reloads: ``paretoctl_front_reloads_total{result}``, result ``ok`` or the loader's reason.
@@ -64,9 +64,9 @@ class ServiceMetrics:
             self._decision_children[(feasible, extrapolated)] = child
         child.inc()
 
-    def set_front(self, schema_version: str, checksum: str, path: str, n_configs: int) -> None:
-        """Record the front now being served."""
-        self.front_info.info({"schema_version": schema_version, "checksum": checksum, "path": path})
+    def set_front(self, schema_version: str, checksum: str, path: str, n_configs: int, model: str = "") -> None:
+        """Record the front now being served (``model``: the model it was built for)."""
+        self.front_info.info({"schema_version": schema_version, "checksum": checksum, "path": path, "model": model})
         self.front_loaded.set(1)
         self.front_configs.set(n_configs)
 

@@ -27,7 +27,8 @@ The reported (test) accuracy follows the same rule, independently of validation.
 Speed: everything that does not depend on the query (latencies under a profile, the
 latency-sorted order, and for every (channel, grid point or pair of neighbouring points) the
 conservative accuracies and a running arg-max along latency) is built once per (front, profile) and
-cached on the front, so a call is a bisection and a few lookups.
+kept in a small bounded cache in this module (never on the artifact, which stays a plain immutable
+value), so a call is a bisection and a few lookups.
 
 Example:
     >>> from tests.fronts import make_front          # doctest: +SKIP
@@ -39,18 +40,27 @@ Example:
 from __future__ import annotations
 
 import math
+import threading
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from paretoctl.service.latency import LatencyBreakdown, latency_parts
-from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops
+from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops, ModelIdentity
+
+SNR_MIN_DB: Final = -50.0
+SNR_MAX_DB: Final = 100.0
+LATENCY_MAX_MS: Final = 1e6
+"""Query bounds, the one copy (the service's parameters, the SDK's offline answers and the build's SNR
+grid check use these): beyond them a number is a caller's bug (units, sign), not a link condition."""
 
 _SNR_TOL = 1e-9
-_INDEX_KEY = "policy_index"
-_MAX_CACHED_PROFILES = 16
+INDEX_CACHE_SIZE = 32
+"""(front, profile) indexes kept at most: a service holds one front (two while reloading) under a
+handful of device profiles; an SDK one front under one or two profiles."""
 
 DecisionSource = Literal["local", "server", "cache"]
 
@@ -114,6 +124,8 @@ class Decision(BaseModel):
         device_profile: name of the profile the latencies were computed with.
         front_version: the front's schema version.
         front_checksum: the front's checksum.
+        model_identity: the model the front (so this decision) was built for; ``apply_policy``
+            refuses to apply the decision to a model with another architecture or other weights.
         source: ``local`` (computed in this process), ``server`` (from the policy service) or
             ``cache`` (an SDK answering from its cached front because the server was unreachable).
     """
@@ -142,6 +154,7 @@ class Decision(BaseModel):
     device_profile: str
     front_version: str
     front_checksum: str | None = None
+    model_identity: ModelIdentity
     source: DecisionSource = "local"
 
 
@@ -203,20 +216,53 @@ def _conservative(points: list[AccuracyAtSnr], lo: int, hi: int, split: Literal[
     return AccuracyEstimate.model_construct(mean=p.mean, stderr=p.stderr, split=split)
 
 
-def policy_index(front: FrontArtifact, profile: DeviceProfile | None = None) -> _ProfileIndex:
-    """The cached index of ``front`` under ``profile`` (the front's own profile by default).
+class _IndexCache:
+    """A bounded LRU of policy indexes keyed by (front object, profile), holding the front strongly.
 
-    Cached on the (immutable) artifact itself, keyed by the (hashable, immutable) profile, so a
-    reloaded front gets fresh indexes and an old one's are freed with it.
+    Keyed by the front's ``id`` and checked with ``is``: the entry keeps the front alive, so its id
+    cannot be reused by another object while the entry exists, and a copy of a front (even one that
+    kept the old checksum through ``model_copy(update=...)``) never sees another front's index.
+    Thread-safe: the service answers from one event loop, but an SDK may be shared by threads.
     """
-    prof = profile if profile is not None else front.device_profile
-    cache: dict[DeviceProfile, _ProfileIndex] = front._derived.setdefault(_INDEX_KEY, {})
-    idx = cache.get(prof)
-    if idx is None:
-        if len(cache) >= _MAX_CACHED_PROFILES:
-            cache.clear()
-        idx = cache[prof] = _build_index(front, prof)
-    return idx
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[int, DeviceProfile], tuple[FrontArtifact, _ProfileIndex]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
+        key = (id(front), profile)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is front:
+                self._entries.move_to_end(key)
+                return entry[1]
+        idx = _build_index(front, profile)  # outside the lock: two threads may both build; same result
+        with self._lock:
+            self._entries[key] = (front, idx)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return idx
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Drop every index (and the references to their fronts)."""
+        with self._lock:
+            self._entries.clear()
+
+
+_INDEXES = _IndexCache(INDEX_CACHE_SIZE)
+
+
+def policy_index(front: FrontArtifact, profile: DeviceProfile | None = None) -> _ProfileIndex:
+    """The index of ``front`` under ``profile`` (the front's own profile by default), built once.
+
+    Cached in a bounded module-level LRU (:data:`INDEX_CACHE_SIZE` entries), not on the artifact.
+    """
+    return _INDEXES.get(front, profile if profile is not None else front.device_profile)
 
 
 def snr_key(grid: list[float], snr_db: float) -> tuple[int, int, bool]:
@@ -262,7 +308,7 @@ def select(
     Args:
         front: the loaded artifact.
         snr_db: the link's current SNR (Es/N0, dB).
-        latency_ms: end-to-end latency budget (ms, > 0).
+        latency_ms: end-to-end latency budget (ms, in (0, 1e6]).
         channel: channel kind; defaults to the front's first channel.
         min_accuracy: optional floor on the (validation) accuracy, in [0, 1].
         profile: device profile for the latencies; defaults to the front's.
@@ -272,14 +318,16 @@ def select(
         ``min_accuracy``, ``best_accuracy_within_budget``) when nothing qualifies.
 
     Raises:
-        PolicyError: non-finite SNR, non-positive or non-finite budget, ``min_accuracy`` outside
-            [0, 1].
+        PolicyError: SNR not finite or outside [:data:`SNR_MIN_DB`, :data:`SNR_MAX_DB`], budget not in
+            (0, :data:`LATENCY_MAX_MS`], ``min_accuracy`` outside [0, 1].
         UnknownChannelError: ``channel`` is not on the front.
     """
     snr = _check_number("snr_db", snr_db)
+    if not SNR_MIN_DB <= snr <= SNR_MAX_DB:
+        raise PolicyError("snr_db", f"snr_db must be in [{SNR_MIN_DB:g}, {SNR_MAX_DB:g}] dB, got {snr_db!r}")
     budget = _check_number("latency_ms", latency_ms)
-    if budget <= 0:
-        raise PolicyError("latency_ms", f"latency_ms must be > 0, got {latency_ms!r}")
+    if not 0 < budget <= LATENCY_MAX_MS:
+        raise PolicyError("latency_ms", f"latency_ms must be in (0, {LATENCY_MAX_MS:g}], got {latency_ms!r}")
     floor = None
     if min_accuracy is not None:
         floor = _check_number("min_accuracy", min_accuracy)
@@ -307,6 +355,7 @@ def select(
         "warnings": warnings, "latency_budget_ms": budget, "min_accuracy": floor,
         "fastest_latency_ms": idx.totals[0], "device_profile": idx.profile_name,
         "front_version": front.schema_version, "front_checksum": front.checksum,
+        "model_identity": front.provenance.model_identity,
     }
     if floor is not None:
         common["fastest_latency_meeting_min_accuracy_ms"] = next(

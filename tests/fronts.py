@@ -60,6 +60,11 @@ def schedule_from_proportions(proportions: Sequence[float], num_patches: int,
     return r, tokens
 
 
+def tokens_at_split(tokens_per_layer: Sequence[int], r: Sequence[int], split_index: int) -> int:
+    """Tokens crossing the link: entering block ``split_index``, or leaving the last block at ``depth``."""
+    return tokens_per_layer[split_index] if split_index < len(tokens_per_layer) else tokens_per_layer[-1] - r[-1]
+
+
 def vit_gflops(tokens_per_layer: Sequence[int], dim: int, split_index: int) -> tuple[float, float]:
     """``(edge, server)`` GFLOPs of a ViT block stack: 24 N d^2 + 4 N^2 d FLOPs per block."""
     per = [(24 * n * dim * dim + 4 * n * n * dim) / 1e9 for n in tokens_per_layer]
@@ -99,6 +104,7 @@ def hand_config(
     tokens_sent: int | None = None,
     proportions: Sequence[float] | None = None,
     num_patches: int = 16,
+    split_index: int | None = None,
     source: str = "uniform",
     profile: DeviceProfile = DEFAULT_PROFILE,
     stderr: float | None = 0.01,
@@ -106,10 +112,13 @@ def hand_config(
     """A config dict with explicit accuracies (channel -> one mean per grid SNR) and costs.
 
     ``test`` defaults to ``val`` shifted down by 0.01 (clipped at 0), so a test can tell which split a
-    figure came from. Latency is computed from ``profile`` (pass the front's profile).
+    figure came from. Latency is computed from ``profile`` (pass the front's profile). ``tokens_sent``
+    defaults to what the loader expects at ``split_index`` (default ``depth // 2``, as
+    :func:`assemble_front`'s): pass the same split to both.
     """
     props = list(proportions) if proportions is not None else [0.0] * depth
     r, tokens = schedule_from_proportions(props, num_patches)
+    split = split_index if split_index is not None else depth // 2
     if test is None:
         test = {k: [max(0.0, v - 0.01) for v in vs] for k, vs in val.items()}
     lat = predict_latency(edge_gflops, server_gflops, channel_uses, profile)
@@ -120,7 +129,7 @@ def hand_config(
         "r": r,
         "tokens_per_layer": tokens,
         "gflops": {"total": edge_gflops + server_gflops, "edge": edge_gflops, "server": server_gflops},
-        "tokens_sent": tokens_sent if tokens_sent is not None else tokens[-1],
+        "tokens_sent": tokens_sent if tokens_sent is not None else tokens_at_split(tokens, r, split),
         "channel_uses": channel_uses,
         "latency": lat.model_dump(),
         "accuracy_val": {k: accuracy_points(v, grid, stderr=stderr) for k, v in val.items()},
@@ -229,7 +238,7 @@ def make_front(
         r, tokens = schedule_from_proportions(props, num_patches)
         merged_fraction = 1.0 - (tokens[-1] - 1 - r[-1]) / num_patches
         edge, server = vit_gflops(tokens, dim, split)
-        sent = tokens[split] if split < depth else tokens[-1] - r[-1]
+        sent = tokens_at_split(tokens, r, split)
         uses = math.ceil(sent * dim / 2) + sent + 1
         val: dict[str, list[float]] = {}
         test: dict[str, list[float]] = {}
@@ -240,7 +249,7 @@ def make_front(
         cfg = hand_config(
             "unmerged" if i == 0 else f"cfg{i:03d}", val, test, grid=grid, depth=depth,
             edge_gflops=edge, server_gflops=server, channel_uses=uses, tokens_sent=sent,
-            proportions=props, num_patches=num_patches,
+            proportions=props, num_patches=num_patches, split_index=split,
             source="reference" if i == 0 else SOURCES[(i - 1) % len(SOURCES)],
             profile=profile, stderr=None,
         )

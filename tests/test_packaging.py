@@ -7,6 +7,7 @@ from a directory outside the checkout.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -52,8 +53,13 @@ def test_a_users_own_models_package_is_not_shadowed(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_wheel_holds_only_the_paretoctl_namespace(tmp_path: Path) -> None:
     """The built wheel has real files under ``paretoctl/<pkg>/`` (links followed) and no other top level."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    had_build_dir = (REPO / "build").exists()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                               "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    finally:
+        if not had_build_dir:  # setuptools builds in the tree; leave the checkout as it was
+            shutil.rmtree(REPO / "build", ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("paretoctl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

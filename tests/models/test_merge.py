@@ -15,21 +15,32 @@ from paretoctl.models.merge import (
     split_sets,
 )
 
-# Case 1: one prefix token, five patch tokens. A = tokens 1, 3, 5; B = tokens 2, 4.
-# The prefix's metric equals token 1's exactly: if the prefix took part it would be the best match.
-METRIC_1 = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 2.0], [1.0, 0.9]]])
-# Cosine similarities A x B:  a0=t1: (0.707, 0.0)   a1=t3: (0.707, 1.0)   a2=t5: (0.9985, 0.669)
-# Best edges: a1 -> b1 (1.0), a2 -> b0 (0.9985), a0 -> b0 (0.707).
+# Case 1: one class token, five patch tokens. ToMe's alternation runs over the whole sequence:
+# A = positions 0 (cls, protected), 2, 4; B = positions 1, 3, 5.
+# The cls metric equals token 1's exactly: if cls took part, its edge (1.0) would be the best of all.
+METRIC_1 = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.1, 2.0], [1.0, 0.9]]])
+# Cosine similarities, unprotected A x B (t1, t3, t5):
+#   a0 = t2: (0.7071, 0.7071, 0.9983)    a1 = t4: (0.0499, 0.9988, 0.7053)
+# Best edges: a1 -> b1 (t4 -> t3, 0.9988), a0 -> b2 (t2 -> t5, 0.9983).
 X_1 = torch.tensor([[[10.0, -10.0], [1.0, -1.0], [2.0, -2.0], [3.0, -3.0], [4.0, -4.0], [5.0, -5.0]]])
 SIZE_1 = torch.tensor([[[1.0], [1.0], [2.0], [1.0], [3.0], [2.0]]])
 
 
-def test_split_sets_alternates_after_prefix() -> None:
+@pytest.mark.parametrize(
+    ("num_prefix", "a", "b"),
+    [
+        (0, [0, 2, 4, 6], [1, 3, 5, 7]),
+        (1, [2, 4, 6], [1, 3, 5, 7]),  # cls is A's first token (protected), patch 0 is B's first
+        (2, [2, 4, 6], [3, 5, 7]),  # cls + dist: dist is B's first token (protected)
+        (3, [4, 6], [3, 5, 7]),
+    ],
+)
+def test_split_sets_alternate_over_the_whole_sequence(num_prefix: int, a: list[int], b: list[int]) -> None:
     x = torch.arange(8.0).view(1, 8, 1)
-    prefix, a, b = split_sets(x, num_prefix=3)
-    assert prefix.flatten().tolist() == [0.0, 1.0, 2.0]
-    assert a.flatten().tolist() == [3.0, 5.0, 7.0]
-    assert b.flatten().tolist() == [4.0, 6.0]
+    prefix, got_a, got_b = split_sets(x, num_prefix)
+    assert prefix.flatten().tolist() == list(range(num_prefix))
+    assert got_a.flatten().tolist() == a
+    assert got_b.flatten().tolist() == b
 
 
 def test_matching_hand_built_r1() -> None:
@@ -37,39 +48,50 @@ def test_matching_hand_built_r1() -> None:
     assert plan.r == 1
     assert plan.src_idx.tolist() == [[1]]
     assert plan.dst_idx.tolist() == [[1]]
-    assert plan.unm_idx.tolist() == [[0, 2]]  # kept tokens in their original order
+    assert plan.unm_idx.tolist() == [[0]]
+    assert plan.keep_rows.tolist() == [0, 2, 1, 3, 5]  # cls, kept A (t2), then B (t1, t3, t5)
 
 
 def test_matching_hand_built_r2() -> None:
     plan = bipartite_soft_matching(METRIC_1, r=2, num_prefix=1)
-    assert plan.src_idx.tolist() == [[1, 2]]
-    assert plan.dst_idx.tolist() == [[1, 0]]
-    assert plan.unm_idx.tolist() == [[0]]
-    # The same plan as sequence rows: keep 0 (prefix), 1 (a0), 2 and 4 (B); tokens 3 and 5 go into
-    # output rows 3 (token 4) and 2 (token 2).
-    assert plan.keep_rows.tolist() == [0, 1, 2, 4]
-    assert plan.src_rows.tolist() == [3, 5]
-    assert plan.dst_rows.tolist() == [3, 2]
+    assert plan.src_idx.tolist() == [[1, 0]]
+    assert plan.dst_idx.tolist() == [[1, 2]]
+    assert plan.unm_idx.tolist() == [[]]
+    # The same plan as sequence rows: keep 0 (cls), then B = 1, 3, 5; tokens 4 and 2 go into
+    # output rows 2 (token 3) and 3 (token 5).
+    assert plan.keep_rows.tolist() == [0, 1, 3, 5]
+    assert plan.src_rows.tolist() == [4, 2]
+    assert plan.dst_rows.tolist() == [2, 3]
+
+
+def test_protected_dist_token_is_never_a_destination() -> None:
+    # cls + dist; the dist token (position 1, B's first) is every A token's closest match.
+    metric = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, 0.1], [1.0, 0.5], [1.0, 0.2], [0.5, 1.0]]])
+    plan = bipartite_soft_matching(metric, r=1, num_prefix=2)
+    # unprotected A = t2, t4; unprotected B = t3, t5. t2 -> t3: cos 0.9345; t4 -> t3: 0.9648
+    # (unprotected, both would pick dist instead: 0.995 and 0.981).
+    assert plan.src_rows.tolist() == [4] and plan.keep_rows.tolist() == [0, 1, 2, 3, 5]
+    assert plan.dst_rows.tolist() == [3]
 
 
 def test_plan_rows_offset_by_batch() -> None:
     plan = bipartite_soft_matching(METRIC_1.repeat(2, 1, 1), r=2, num_prefix=1)
     # batch 1's rows are batch 0's plus 6 input rows (keep, src) or 4 output rows (dst)
-    assert plan.keep_rows.tolist() == [0, 1, 2, 4, 6, 7, 8, 10]
-    assert plan.src_rows.tolist() == [3, 5, 9, 11]
-    assert plan.dst_rows.tolist() == [3, 2, 7, 6]
+    assert plan.keep_rows.tolist() == [0, 1, 3, 5, 6, 7, 9, 11]
+    assert plan.src_rows.tolist() == [4, 2, 10, 8]
+    assert plan.dst_rows.tolist() == [2, 3, 6, 7]
     x, size = merge_weighted(X_1.repeat(2, 1, 1), SIZE_1.repeat(2, 1, 1), plan)
     torch.testing.assert_close(x[1], x[0])
     assert size[:, :, 0].tolist() == [[1.0, 1.0, 4.0, 4.0]] * 2
-    torch.testing.assert_close(x[0, :, 0], torch.tensor([10.0, 1.0, 3.5, 3.75]))
+    torch.testing.assert_close(x[0, :, 0], torch.tensor([10.0, 1.0, 3.75, 3.5]))
 
 
 def test_merge_weighted_hand_computed() -> None:
     plan = bipartite_soft_matching(METRIC_1, r=2, num_prefix=1)
     x, size = merge_weighted(X_1, SIZE_1, plan)
-    # prefix 10 (size 1); kept a0 = token 1 (size 1);
-    # b0 = tokens 2 and 5: (2*2 + 2*5) / 4 = 3.5, size 4;  b1 = tokens 4 and 3: (3*4 + 1*3) / 4 = 3.75, size 4.
-    expected = torch.tensor([[[10.0, -10.0], [1.0, -1.0], [3.5, -3.5], [3.75, -3.75]]])
+    # cls 10 (size 1); b0 = token 1 (size 1) unchanged;
+    # b1 = tokens 3 and 4: (1*3 + 3*4) / 4 = 3.75, size 4;  b2 = tokens 5 and 2: (2*5 + 2*2) / 4 = 3.5, size 4.
+    expected = torch.tensor([[[10.0, -10.0], [1.0, -1.0], [3.75, -3.75], [3.5, -3.5]]])
     torch.testing.assert_close(x, expected)
     assert size.flatten().tolist() == [1.0, 1.0, 4.0, 4.0]
 
@@ -78,7 +100,7 @@ def test_merge_source_hand_computed() -> None:
     plan = bipartite_soft_matching(METRIC_1, r=2, num_prefix=1)
     source = merge_source(init_source(1, 6), plan)
     expected = torch.tensor(
-        [[[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 1], [0, 0, 0, 1, 1, 0]]], dtype=torch.float32
+        [[[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 1]]], dtype=torch.float32
     )
     torch.testing.assert_close(source, expected)
 
@@ -97,14 +119,14 @@ def test_two_sources_into_one_destination_without_prefix() -> None:
 
 
 def test_merge_tokens_reduce_modes() -> None:
-    x = torch.tensor([[[9.0], [1.0], [2.0], [4.0]]])  # prefix 9; A = (1, 4); B = (2,)
-    plan = MergePlan.from_sets(1, 4, unm_idx=torch.tensor([[1]]), src_idx=torch.tensor([[0]]),
+    x = torch.tensor([[[9.0], [1.0], [2.0], [4.0]]])  # cls 9; unprotected A = (2,); B = (1, 4)
+    plan = MergePlan.from_sets(1, 4, unm_idx=torch.zeros(1, 0, dtype=torch.long), src_idx=torch.tensor([[0]]),
                                dst_idx=torch.tensor([[0]]))
-    assert plan.keep_rows.tolist() == [0, 3, 2] and plan.src_rows.tolist() == [1]
-    assert plan.dst_rows.tolist() == [2]
-    assert merge_tokens(x, plan, "sum").flatten().tolist() == [9.0, 4.0, 3.0]
-    assert merge_tokens(x, plan, "amax").flatten().tolist() == [9.0, 4.0, 2.0]
-    assert merge_tokens(x, plan, "mean").flatten().tolist() == [9.0, 4.0, 1.5]
+    assert plan.keep_rows.tolist() == [0, 1, 3] and plan.src_rows.tolist() == [2]
+    assert plan.dst_rows.tolist() == [1]
+    assert merge_tokens(x, plan, "sum").flatten().tolist() == [9.0, 3.0, 4.0]
+    assert merge_tokens(x, plan, "amax").flatten().tolist() == [9.0, 2.0, 4.0]
+    assert merge_tokens(x, plan, "mean").flatten().tolist() == [9.0, 1.5, 4.0]
 
 
 def test_r_zero_is_identity() -> None:
@@ -120,11 +142,15 @@ def test_matching_rejects_infeasible_r(r: int) -> None:
 
 
 def _brute_force_plan(metric: torch.Tensor, r: int, num_prefix: int) -> list[tuple[int, int]]:
-    """(source, destination) sequence positions of the r best edges, by explicit loops."""
+    """(source, destination) sequence positions of the r best edges, by explicit loops.
+
+    ToMe's convention: A = even, B = odd positions of the whole sequence; protected prefix tokens
+    are never sources (A) or destinations (B).
+    """
     m = metric / metric.norm(dim=-1, keepdim=True)
     n = metric.shape[0]
-    a_pos = list(range(num_prefix, n, 2))
-    b_pos = list(range(num_prefix + 1, n, 2))
+    a_pos = [i for i in range(num_prefix, n) if i % 2 == 0]
+    b_pos = [i for i in range(num_prefix, n) if i % 2 == 1]
     edges = []
     for i in a_pos:
         sims = [float(m[i] @ m[j]) for j in b_pos]
@@ -134,19 +160,21 @@ def _brute_force_plan(metric: torch.Tensor, r: int, num_prefix: int) -> list[tup
     return sorted((i, j) for _, i, j in edges[:r])
 
 
-@pytest.mark.parametrize(("num_prefix", "num_tokens", "r"), [(0, 10, 5), (1, 12, 3), (5, 14, 4), (2, 9, 1)])
+@pytest.mark.parametrize(("num_prefix", "num_tokens", "r"),
+                         [(0, 10, 5), (1, 12, 3), (1, 13, 6), (5, 14, 4), (2, 9, 1), (2, 12, 5)])
 def test_matching_agrees_with_brute_force(num_prefix: int, num_tokens: int, r: int) -> None:
     gen = torch.Generator().manual_seed(num_tokens)
     metric = torch.randn(3, num_tokens, 6, generator=gen)
     plan = bipartite_soft_matching(metric, r=r, num_prefix=num_prefix)
+    first_a, first_b = num_prefix + num_prefix % 2, num_prefix + 1 - num_prefix % 2
     for b in range(3):
         got = sorted(
-            (num_prefix + 2 * int(s), num_prefix + 1 + 2 * int(d))
+            (first_a + 2 * int(s), first_b + 2 * int(d))
             for s, d in zip(plan.src_idx[b], plan.dst_idx[b], strict=True)
         )
         assert got == _brute_force_plan(metric[b], r, num_prefix)
         kept = set(plan.unm_idx[b].tolist()) | set(plan.src_idx[b].tolist())
-        assert kept == set(range((num_tokens - num_prefix + 1) // 2))
+        assert kept == set(range(len(range(first_a, num_tokens, 2))))
 
 
 @pytest.mark.parametrize("num_prefix", [0, 1, 5])

@@ -5,17 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
+SMOKE_RNG: dict[str, torch.Tensor] = {}
+"""The caller's torch RNG state just before and just after the session's smoke build."""
 
 
-def smoke_config_text() -> str:
-    """The smoke config with the device profile path made absolute (tests run from any directory)."""
-    return SMOKE.read_text().replace("configs/devices/", f"{ROOT}/configs/devices/")
+def smoke_config_text(**search: object) -> str:
+    """The smoke config with the device profile path made absolute, so the file may live anywhere.
+
+    ``search`` keys replace lines of its ``search:`` section (``budget=4``).
+    """
+    text = SMOKE.read_text().replace("device: devices/", f"device: {ROOT}/configs/devices/")
+    for key, value in search.items():
+        lines = [f"  {key}: {value}" if ln.strip().startswith(f"{key}:") else ln for ln in text.splitlines()]
+        text = "\n".join(lines) + "\n"
+    return text
 
 
 @pytest.fixture(scope="session")
@@ -24,5 +34,8 @@ def smoke_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smoke_build")
     cfg_path = out.parent / "smoke.yaml"
     cfg_path.write_text(smoke_config_text())
-    run_build(load_config(cfg_path), out, config_text=cfg_path.read_text())
+    torch.manual_seed(1234)
+    SMOKE_RNG["before"] = torch.get_rng_state()
+    run_build(load_config(cfg_path), out)
+    SMOKE_RNG["after"] = torch.get_rng_state()
     return out

@@ -42,3 +42,45 @@ def test_plan_store(tmp_path: Path) -> None:
     assert plan.get("botorch", 0) is None
     plan.put("botorch", 0, [[0.1, 0.2]])
     assert PlanStore(tmp_path / "plan.json").get("botorch", 0) == [[0.1, 0.2]]
+
+
+def test_duplicate_eval_ids_are_refused(tmp_path: Path) -> None:
+    """Two builds appending to one archive gave two records per eval id; that archive is now refused."""
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"eval_id": 0}\n{"eval_id": 1}\n{"eval_id": 1}\n')
+    with pytest.raises(ArchiveError, match="line 3 repeats eval_id 1"):
+        JsonlArchive(path)
+
+
+def test_full_disk_keeps_the_archive_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that stores a few bytes and then fails with ENOSPC raises, and leaves no partial line."""
+    import errno
+    import os
+
+    path = tmp_path / "a.jsonl"
+    arch = JsonlArchive(path)
+    arch.append({"eval_id": 0, "r": [1]})
+    before = path.read_bytes()
+    real_write = os.write
+    calls = {"n": 0}
+
+    def short_then_full(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data)[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        arch.append({"eval_id": 1, "r": [2]})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [r["eval_id"] for r in JsonlArchive(path)] == [0]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"botorch/0": 3}'])
+def test_corrupt_plan_names_the_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    with pytest.raises(ArchiveError, match=str(path)):
+        PlanStore(path)

@@ -13,10 +13,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from paretoctl.optimizer.archive import JsonlArchive
 from paretoctl.service.schema import FrontLoadError, dump_front, load_front
-from tests.optimizer.conftest import ROOT, smoke_config_text
+from tests.optimizer.conftest import ROOT, SMOKE_RNG, smoke_config_text
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CLI = [sys.executable, "-m", "paretoctl.cli"]
 
 
 def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
@@ -91,7 +95,7 @@ def test_resume_after_sigkill_mid_batch(tmp_path: Path) -> None:
     cfg.write_text(smoke_config_text())
     out = tmp_path / "build"
     cmd = [sys.executable, "-m", "paretoctl.cli", "build", "--config", str(cfg), "--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = ENV
     archive = out / "archive.jsonl"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Kill inside BoTorch's first batch: reference (1) + uniform marks (8) + at least 2 of its 4 evaluations.
@@ -118,3 +122,118 @@ def test_resume_after_sigkill_mid_batch(tmp_path: Path) -> None:
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or rewritten
     assert [r["eval_id"] for r in after] == list(range(17))
     load_front(out / "front.json")
+
+
+def test_tokens_per_layer_count_tokens_entering_each_block(smoke_build: Path) -> None:
+    """Schema /2: tokens entering block l, cls included: 49 patches + 1 cls = 50, then minus r per block."""
+    front = load_front(smoke_build / "front.json")
+    assert front.provenance.num_prefix_tokens == 1 and front.provenance.num_patches == 49
+    for cfg in front.configs:
+        expected = [50]
+        for r_l in cfg.r[:-1]:
+            expected.append(expected[-1] - r_l)
+        assert cfg.tokens_per_layer == expected
+    assert any(c.tokens_per_layer[1] < 50 for c in front.configs)  # some schedule merges in block 0
+
+
+def test_build_leaves_the_callers_rng_untouched(smoke_build: Path) -> None:
+    assert torch.equal(SMOKE_RNG["before"], SMOKE_RNG["after"])
+
+
+def _wait_for_records(archive: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if archive.exists() and archive.read_text().count("\n") >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the build ended or stalled before it could be interrupted")
+
+
+def _stderr_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr[-2000:]
+    return lines[0]
+
+
+# Runs the real CLI with os.write failing half-way through the archive record of eval_id 6 (the second
+# record of BoTorch's second batch, the first planned by the GP): 7 bytes are stored, then the disk is full.
+DISK_FULL = """
+import errno, os, sys
+real = os.write
+def write(fd, data):
+    if b'"eval_id":6,' in bytes(data):
+        real(fd, bytes(data)[:7])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(fd, data)
+os.write = write
+from paretoctl.cli import app
+sys.argv[0] = "paretoctl"
+app()
+"""
+
+
+def test_disk_full_then_lost_plan_resumes_to_the_same_batch(tmp_path: Path) -> None:
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text(smoke_config_text(uniform_marks="false"))
+    out = tmp_path / "build"
+    args = ["build", "--config", str(cfg), "--out", str(out)]
+    full = subprocess.run([sys.executable, "-c", DISK_FULL, *args], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert full.returncode == 3, full.stderr[-2000:]
+    line = _stderr_line(full.stderr)
+    assert "No space left on device" in line and "--resume" in line
+    before = list(JsonlArchive(out / "archive.jsonl"))  # loads: no torn or partial record was kept
+    assert [r["eval_id"] for r in before] == list(range(6))
+    second = [r for r in before if r["method"] == "botorch" and r["batch"] == 1]
+    assert len(second) == 1
+    (out / "plan.json").unlink()  # lost half-way through that batch: recovered from the records
+    done = subprocess.run([*CLI, *args, "--resume"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = list(JsonlArchive(out / "archive.jsonl"))
+    assert after[:6] == before and [r["eval_id"] for r in after] == list(range(9))  # reference + 8, none twice
+    batch = sorted((r for r in after if r["method"] == "botorch" and r["batch"] == 1), key=lambda r: r["index"])
+    assert [r["x"] for r in batch] == second[0]["batch_x"]  # the planned batch, not a new one
+    load_front(out / "front.json")
+
+
+def test_sigterm_exits_130_and_resume_must_keep_the_seed(tmp_path: Path) -> None:
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text(smoke_config_text())
+    out = tmp_path / "build"
+    cmd = [*CLI, "build", "--config", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_records(out / "archive.jsonl", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "--resume" in _stderr_line(stderr)
+    kept = list(JsonlArchive(out / "archive.jsonl"))
+    assert len(kept) >= 3
+    other = subprocess.run([*cmd, "--resume", "--seed", "1"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert other.returncode == 2 and "search.seed: 0 recorded, 1 now" in _stderr_line(other.stderr)
+    assert list(JsonlArchive(out / "archive.jsonl")) == kept  # refused before touching anything
+
+
+def test_a_second_build_on_a_locked_directory_exits_3(tmp_path: Path) -> None:
+    from paretoctl.optimizer.builddir import BuildLock
+
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text(smoke_config_text())
+    out = tmp_path / "build"
+    out.mkdir()
+    with BuildLock(out):  # as a running build holds it
+        res = subprocess.run([*CLI, "build", "--config", str(cfg), "--out", str(out)], cwd=ROOT, env=ENV,
+                             capture_output=True, text=True)
+    assert res.returncode == 3 and "being built by another process" in _stderr_line(res.stderr)
+    assert not (out / "archive.jsonl").exists()
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path: Path) -> None:
+    cfg = tmp_path / "smoke.yaml"
+    cfg.write_text(smoke_config_text())
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    t0 = time.perf_counter()
+    res = subprocess.run([*CLI, "build", "--config", str(cfg), "--out", str(blocker / "build")], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True)
+    assert res.returncode == 3 and "is not writable" in _stderr_line(res.stderr)
+    assert time.perf_counter() - t0 < 30  # no model, data or evaluation was loaded

@@ -32,7 +32,10 @@ def test_shipped_configs_are_valid(name: str) -> None:
         (lambda c: c["search"].update(budget=0), "search.budget"),
         (lambda c: c.update(split_index=-1), "split_index"),
         (lambda c: c["channel"].update(kinds=[{"kind": "laser"}]), "channel.kinds.0.kind"),
-        (lambda c: c["channel"].update(kinds=[{"kind": "rician", "k_factor": -1}]), "channel.kinds.0.k_factor"),
+        (lambda c: c["channel"].update(kinds=[{"kind": "rician", "k_factor": -1}]), "channel.kinds.0: k_factor"),
+        (lambda c: c["channel"].update(kinds=[{"kind": "awgn", "k_factor": 4}]), "channel.kinds.0: channel 'awgn'"),
+        (lambda c: c["channel"].update(kinds=[{"kind": "rayleigh", "block": "nope"}]), "channel.kinds.0: "),
+        (lambda c: c["model"].update(kwargs=5), "model.kwargs"),
         (lambda c: c["search"].update(initial=50), "search.initial"),
     ],
 )
@@ -42,6 +45,42 @@ def test_bad_config_names_the_field(mutate, field: str) -> None:  # type: ignore
     with pytest.raises(ConfigError) as err:
         parse_config(raw, "test.yaml")
     assert field in str(err.value)
+    assert "\n" not in str(err.value)  # one line
+
+
+def test_override_on_empty_or_odd_yaml_names_the_field(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="channel: missing field; split_index: missing field"):
+        load_config(empty, {"search.budget": 3})
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("search: 5\n")
+    with pytest.raises(ConfigError, match="search: expected a mapping"):
+        load_config(odd, {"search.budget": 3})
+
+
+def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    raw = _base()
+    raw["model"]["checkpoint"] = "weights/w.safetensors"
+    raw["data"]["root"] = "/abs/fmnist"
+    cfg_dir = tmp_path / "cfgs"
+    cfg_dir.mkdir()
+    (cfg_dir / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(cfg_dir / "c.yaml")
+    assert cfg.device == str(cfg_dir / "devices" / "default.yaml")
+    assert cfg.model.checkpoint == str(cfg_dir / "weights" / "w.safetensors")
+    assert cfg.data.root == "/abs/fmnist"
+
+
+def test_channel_spec_is_the_artifacts_with_flat_params() -> None:
+    from paretoctl.service.schema import ChannelSpec as ArtifactSpec
+
+    raw = _base()
+    raw["channel"]["kinds"] = [{"kind": "rician", "k_factor": 4, "block": "token"}, {"kind": "awgn"}]
+    kinds = parse_config(raw).channel.kinds
+    assert isinstance(kinds[0], ArtifactSpec)
+    assert kinds[0].params == {"k_factor": 4, "block": "token"} and kinds[0].label == "rician-k4"
+    assert kinds[1].params == {} and kinds[1].label == "awgn"
 
 
 def test_override_and_unreadable(tmp_path: Path) -> None:

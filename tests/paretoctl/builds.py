@@ -1,19 +1,33 @@
-"""A synthetic build directory (``archive.jsonl``, ``convergence.json``, ``front.json``) for tests.
+"""Build directories (``archive.jsonl``, ``convergence.json``, ``front.json``) for tests.
 
-Follows the layout in docs/internals.md ("Build directory") so that tests of consumers of a build
-(plots, reports) do not need torch or a real search.
+Two kinds:
+
+* :func:`run_smoke_build` runs the real ``paretoctl build`` on ``configs/smoke.yaml`` (the bundled
+  model and data, a real BoTorch search) in a subprocess: what consumers of a build (plots, reports)
+  must be tested on, so that a change in what the build writes cannot slip past them. It takes tens
+  of seconds: use it through a session-scoped fixture (``tests/paretoctl/conftest.py``).
+* :func:`write_build_dir` writes a synthetic one following docs/internals.md ("Build directory"),
+  for what a real build cannot easily produce (several channels, damaged files) and without torch.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from paretoctl.service.schema import FrontArtifact
 from tests.fronts import make_front, write_front
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE_CONFIG = ROOT / "configs" / "smoke.yaml"
+SMOKE_TIMEOUT_S = 600
+"""A smoke build takes about half a minute on two shared cores; ten minutes means it is stuck."""
 
 METHODS: tuple[str, ...] = ("botorch", "sobol", "nsga2")
 OBJECTIVES: list[str] = ["accuracy_val (max)", "gflops (min)", "channel_uses (min)"]
@@ -67,3 +81,21 @@ def write_build_dir(path: Path, front: FrontArtifact | None = None, **make_kwarg
     (path / "convergence.json").write_text(json.dumps(convergence_doc(art), indent=2), encoding="utf-8")
     write_front(path / "front.json", art)
     return path
+
+
+def run_smoke_build(out: Path, config: Path = SMOKE_CONFIG) -> Path:
+    """Run the real ``paretoctl build --config CONFIG --out OUT`` in a fresh interpreter; return ``out``.
+
+    The command is the installed CLI's own Typer app (``paretoctl.cli:app``, the console script's
+    entry point), so the test sees exactly what a user's build writes.
+
+    Raises:
+        RuntimeError: the build exited non-zero; the message carries its exit code and stderr tail.
+    """
+    cmd = [sys.executable, "-c", "from paretoctl.cli import app; app()",
+           "build", "--config", str(config), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise RuntimeError(f"paretoctl build exited {proc.returncode}: {proc.stderr[-3000:]}")
+    return out

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from paretoctl.cli import app
 from paretoctl.cli_service import EXIT_INFEASIBLE
+from paretoctl.exitcodes import ExitCode
 from paretoctl.service.latency import load_profile
 from paretoctl.service.policy import select
 from paretoctl.service.schema import load_front
@@ -49,7 +50,7 @@ def test_policy_local_table(front_file: Path) -> None:
 
 def test_policy_infeasible_exit_status(front_file: Path) -> None:
     res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "4", "--latency", "0.001"])
-    assert res.exit_code == EXIT_INFEASIBLE
+    assert res.exit_code == EXIT_INFEASIBLE == ExitCode.NEGATIVE
     assert "infeasible" in res.output and "fastest latency" in res.output
 
 
@@ -73,7 +74,7 @@ def test_policy_usage_errors(front_file: Path, tmp_path: Path, args: list[str]) 
     bad.write_text('{"schema_version": "paretoctl.front/7", "checksum": "x"}')
     argv = [a.format(front=front_file, bad=bad) for a in args]
     res = runner.invoke(app, ["policy", *argv])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == ExitCode.BAD_INPUT, res.output
     assert "error:" in res.output
 
 
@@ -92,12 +93,15 @@ def test_policy_remote_uses_the_sdk(front_file: Path, tmp_path: Path) -> None:
     assert json.loads(res.output[res.output.index("{"):])["source"] == "cache"
 
 
-def test_serve_with_two_workers(front_file: Path) -> None:
+def test_serve_with_two_workers_refuses_reload(front_file: Path) -> None:
+    """Two workers serve; a reload would switch one of them only, so it is refused (docs/service.md)."""
     port = free_port()
     exe = Path(sys.executable).parent / "paretoctl"
+    env = {**os.environ, "PARETOCTL_ADMIN_TOKEN": "tok"}
     proc = subprocess.Popen([str(exe), "serve", "--front", str(front_file), "--port", str(port), "--workers", "2",
-                             "--devices-dir", str(DEVICES_DIR), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                             "--devices-dir", str(DEVICES_DIR), "--log-level", "WARNING",
+                             "--reload-dir", str(front_file.parent)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -110,6 +114,10 @@ def test_serve_with_two_workers(front_file: Path) -> None:
                     pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["device_profile"] == "default"
+        for _ in range(4):  # whichever worker answers
+            rr = httpx.post(f"http://127.0.0.1:{port}/admin/reload", json={"path": front_file.name},
+                            headers={"Authorization": "Bearer tok"}, timeout=5)
+            assert rr.status_code == 409 and rr.json()["reason"] == "workers", rr.text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
@@ -157,4 +165,51 @@ def test_profile_refuses_timings_that_do_not_fit(tmp_path: Path, monkeypatch: py
         {"proportion": 1.0, "r": [0], "gflops": 0.1, "ms": 9.0, "median_ms": 9.0}])
     out = tmp_path / "x.yaml"
     res = runner.invoke(app, ["profile", "--out", str(out)])
-    assert res.exit_code == 1 and "does not grow" in res.output and not out.exists()
+    assert res.exit_code == ExitCode.FAILED and "does not grow" in res.output and not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--log-level", "loud"],
+    ["--port", "1"],  # with an admin token from the environment but no reload directory
+])
+def test_serve_refuses_bad_settings_in_one_line(front_file: Path, args: list[str]) -> None:
+    exe = Path(sys.executable).parent / "paretoctl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARETOCTL_")}
+    env["PARETOCTL_ADMIN_TOKEN"] = "tok"
+    proc = subprocess.run([str(exe), "serve", "--front", str(front_file), *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == ExitCode.BAD_INPUT, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert ("--log-level" if "--log-level" in args else "reload_dir") in lines[0]
+
+
+def test_serve_accepts_an_upper_case_log_level(front_file: Path) -> None:
+    port = free_port()
+    exe = Path(sys.executable).parent / "paretoctl"
+    proc = subprocess.Popen([str(exe), "serve", "--front", str(front_file), "--port", str(port), "--log-level",
+                             "INFO", "--devices-dir", str(DEVICES_DIR)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["front_checksum"] == load_front(front_file).checksum
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@pytest.mark.parametrize("command", ["policy", "serve", "profile"])
+def test_help_has_no_raw_markup(command: str) -> None:
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "``" not in res.output and ":class:" not in res.output, res.output

@@ -16,7 +16,9 @@ import pytest
 
 from paretoctl.client import (
     AsyncPolicyClient,
+    ForeignModelError,
     PolicyClient,
+    PolicyClientError,
     PolicyRequestError,
     RetryPolicy,
     ServiceUnavailableError,
@@ -25,10 +27,10 @@ from paretoctl.client import (
 )
 from paretoctl.service.app import create_app
 from paretoctl.service.policy import select
-from paretoctl.service.schema import FrontArtifact, load_front
+from paretoctl.service.schema import FrontArtifact, ModelIdentity, load_front
 from tests.fronts import make_front, write_front
 from tests.service.test_app import AUTH, metric
-from tests.service.test_live_server import LiveServer, live_app, make_settings
+from tests.service.test_live_server import LiveServer, make_settings
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.02, jitter=0.0)
 
@@ -39,9 +41,19 @@ def front_file(tmp_path: Path) -> Path:
                        make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=15, seed=3))
 
 
+def app_settings(front_file: Path, **kw: Any) -> Any:
+    """The service settings for ``front_file``; admin reloads may read fronts beside it."""
+    return make_settings(front_file, reload_dir=front_file.parent, **kw)
+
+
+def serve(front_file: Path, **kw: Any) -> LiveServer:
+    """A live server for ``front_file`` (start it with ``with``)."""
+    return LiveServer(create_app(app_settings(front_file, **kw)))
+
+
 @pytest.fixture
 def server(front_file: Path) -> Iterator[LiveServer]:
-    with live_app(front_file) as srv:
+    with serve(front_file) as srv:
         yield srv
 
 
@@ -128,8 +140,9 @@ def test_decision_for_a_changed_front_refreshes_the_cache(server: LiveServer, fr
 ])
 def test_retries_honour_retry_after(front_file: Path, tmp_path: Path, status: int, retry_after: str | None,
                                     expected: list[float]) -> None:
-    flaky = Flaky(create_app(make_settings(front_file)), times=2, status=status, retry_after=retry_after)
-    with LiveServer(flaky) as srv, PolicyClient(srv.url, cache_dir=tmp_path / "c", retry=FAST_RETRY) as client:
+    flaky = Flaky(create_app(app_settings(front_file)), times=2, status=status, retry_after=retry_after)
+    with LiveServer(flaky) as srv, PolicyClient(srv.url, cache_dir=tmp_path / "c", retry=FAST_RETRY,
+                                                deadline_s=60) as client:
         slept: list[float] = []
         client._sleep = slept.append
         d = client.get_policy(5.0, 1e5)
@@ -139,7 +152,7 @@ def test_retries_honour_retry_after(front_file: Path, tmp_path: Path, status: in
 
 def test_retries_exhausted_fall_back_to_cache(front_file: Path, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
-    flaky = Flaky(create_app(make_settings(front_file)), times=0, status=503, retry_after="0")
+    flaky = Flaky(create_app(app_settings(front_file)), times=0, status=503, retry_after="0")
     with LiveServer(flaky) as srv, PolicyClient(srv.url, cache_dir=tmp_path / "c", retry=FAST_RETRY) as client:
         server_d = client.get_policy(5.0, 1e5)
         flaky.left = 100
@@ -173,7 +186,7 @@ def test_infeasible_is_a_decision_not_an_error(server: LiveServer, front_file: P
 
 def test_offline_fallback_after_the_server_stops(front_file: Path, tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    with live_app(front_file) as srv:
+    with serve(front_file) as srv:
         client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY)
         online = client.get_policy(12.0, 1e5, channel="rayleigh")
         assert online.source == "server"
@@ -202,7 +215,7 @@ def test_no_server_and_no_cache_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_corrupted_cache_is_not_trusted(front_file: Path, tmp_path: Path) -> None:
-    with live_app(front_file) as srv:
+    with serve(front_file) as srv:
         client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY)
         client.get_policy(5.0, 1e5)
     doc = json.loads(client.cache.front_path.read_text())
@@ -218,7 +231,7 @@ def test_offline_device_profile_needs_a_local_profile(front_file: Path, tmp_path
     from tests.service.test_live_server import DEVICES_DIR
 
     mcu = load_profile(DEVICES_DIR / "mcu-class.yaml")
-    with live_app(front_file) as srv:
+    with serve(front_file) as srv:
         client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY,
                               profiles={"mcu-class": mcu})
         online = client.get_policy(5.0, 1e5, device="mcu-class")
@@ -253,10 +266,10 @@ def test_parse_retry_after() -> None:
 
 def test_async_client_twin(front_file: Path, tmp_path: Path) -> None:
     front: FrontArtifact = load_front(front_file)
-    flaky = Flaky(create_app(make_settings(front_file)), times=1, status=429, retry_after="2")
+    flaky = Flaky(create_app(app_settings(front_file)), times=1, status=429, retry_after="2")
 
     async def scenario(srv: LiveServer) -> None:
-        async with AsyncPolicyClient(srv.url, cache_dir=tmp_path / "ac", retry=FAST_RETRY) as client:
+        async with AsyncPolicyClient(srv.url, cache_dir=tmp_path / "ac", retry=FAST_RETRY, deadline_s=60) as client:
             slept: list[float] = []
 
             async def record(s: float) -> None:
@@ -290,18 +303,29 @@ def test_async_client_twin(front_file: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ apply_policy
 
 
+def _front_for(model: Any, name: str) -> FrontArtifact:
+    """A synthetic front for ``model`` (6 blocks, 100 patches, like timm's ``test_vit``) carrying its real identity."""
+    from paretoctl.models.identity import model_identity
+
+    front = make_front(depth=6, num_patches=100, n_configs=6, seed=1)
+    identity = ModelIdentity.model_validate(model_identity(model, name))
+    return front.model_copy(update={"provenance": front.provenance.model_copy(update={"model_identity": identity})})
+
+
 def test_apply_policy_sets_the_schedule_on_a_timm_model() -> None:
     torch = pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
-    import paretoctl.models.vit_fmnist  # noqa: F401
     from paretoctl.models.patch import get_schedule
 
-    front = make_front(depth=12, num_patches=49, n_configs=6, seed=1)
-    model = timm.create_model("vit_fmnist_patch4_28").eval()
-    x = torch.randn(2, 1, 28, 28)
-    reference = model(x)
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit").eval()
+    front = _front_for(model, "test_vit")
+    x = torch.randn(2, 3, 160, 160)
+    with torch.inference_mode():
+        reference = model(x)
     first = select(front, 20.0, 1e5)
     assert first.feasible and first.r is not None
+    assert first.model_identity == front.provenance.model_identity
     apply_policy(model, first)
     assert list(get_schedule(model)) == first.r
     merged = front.configs[3]
@@ -310,8 +334,8 @@ def test_apply_policy_sets_the_schedule_on_a_timm_model() -> None:
     assert list(get_schedule(model)) == merged.r and sum(merged.r) > 0
     with torch.inference_mode():
         out = model(x)
-    assert out.shape == (2, 10)
-    unmerged = first.model_copy(update={"r": [0] * 12})
+    assert out.shape == reference.shape
+    unmerged = first.model_copy(update={"r": [0] * 6})
     apply_policy(model, unmerged)
     with torch.inference_mode():
         assert torch.allclose(model(x), reference, atol=1e-5)
@@ -319,3 +343,35 @@ def test_apply_policy_sets_the_schedule_on_a_timm_model() -> None:
         apply_policy(model, select(front, 20.0, 1e-6))
     with pytest.raises(ValueError):
         apply_policy(model, first.model_copy(update={"r": [0] * 5}))
+
+
+def test_apply_policy_refuses_a_decision_for_another_model() -> None:
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from paretoctl.models.identity import architecture_sha256, weights_sha256
+    from paretoctl.models.patch import is_patched
+
+    torch.manual_seed(0)
+    built_for = timm.create_model("test_vit").eval()
+    decision = select(_front_for(built_for, "test_vit"), 20.0, 1e5)
+
+    torch.manual_seed(1)  # same architecture, other weights (e.g. a fine-tuned copy)
+    retrained = timm.create_model("test_vit").eval()
+    with pytest.raises(ForeignModelError, match="weights") as info:
+        apply_policy(retrained, decision)
+    assert "test_vit" in str(info.value)
+    assert info.value.expected["weights_sha256"] == weights_sha256(built_for)
+    assert info.value.found["weights_sha256"] == weights_sha256(retrained) != weights_sha256(built_for)
+    assert not is_patched(retrained)  # refused before touching the model
+
+    other_arch = timm.create_model("test_vit", depth=4).eval()  # another architecture
+    with pytest.raises(ForeignModelError, match="architecture") as info:
+        apply_policy(other_arch, decision)
+    assert info.value.found == {"architecture_sha256": architecture_sha256(other_arch)}
+    assert isinstance(info.value, PolicyClientError)
+
+    # the weights changed in place after the front was built: refused too (the hash cache sees it)
+    with torch.no_grad():
+        built_for.head.bias.add_(1.0)
+    with pytest.raises(ForeignModelError, match="weights"):
+        apply_policy(built_for, decision)

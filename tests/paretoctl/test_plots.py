@@ -1,8 +1,16 @@
-"""Tests of ``paretoctl.plots`` and the ``paretoctl plot`` command, on synthetic fronts and builds."""
+"""Tests of ``paretoctl.plots`` and the ``paretoctl plot`` command.
+
+The command and the schedule figure are tested on a real smoke build (``paretoctl build`` on
+configs/smoke.yaml, made once per session); figures that need several channels, and hand-computed
+answers, use synthetic fronts from ``tests.fronts``.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -18,10 +26,13 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from paretoctl import cli_plot, plots
+from paretoctl.exitcodes import ExitCode
+from paretoctl.models.schedule import tokens_after_layers
+from paretoctl.plots.policy_grid import PolicyGrid, choice_boundaries
 from paretoctl.service.policy import select
 from paretoctl.service.schema import FrontArtifact, load_front
 from tests.fronts import assemble_front, hand_config, make_front, write_front
-from tests.paretoctl.builds import METHODS, write_build_dir
+from tests.paretoctl.builds import ROOT, write_build_dir
 
 FRONT_STEMS = {"front", "accuracy_vs_snr", "policy_map", "schedules"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,14 +43,9 @@ MIN_BYTES = 10_000
 def small_front(**kwargs: Any) -> FrontArtifact:
     """Two channels, 10 configurations, depth 6: every figure has something in every panel."""
     opts: dict[str, Any] = {"depth": 6, "channels": ("awgn", "rayleigh"), "n_configs": 10,
-                               "num_patches": 16, "dim": 64, "split_index": 2}
+                            "num_patches": 16, "dim": 64, "split_index": 2}
     opts.update(kwargs)
     return make_front(**opts)
-
-
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_build_dir(tmp_path_factory.mktemp("build") / "run", small_front())
 
 
 def make_cli() -> typer.Typer:
@@ -58,17 +64,22 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cli_on_build(build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Result:
-    """``paretoctl plot BUILD_DIR --out DIR``, run once for the module (drawing takes seconds)."""
+def smoke_front(smoke_build_dir: Path) -> FrontArtifact:
+    return load_front(smoke_build_dir / "front.json")
+
+
+@pytest.fixture(scope="module")
+def cli_on_build(smoke_build_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Result:
+    """``paretoctl plot BUILD_DIR --out DIR`` on the real smoke build, run once for the module."""
     out = tmp_path_factory.mktemp("figures")
-    return runner.invoke(make_cli(), ["plot", str(build_dir), "--out", str(out)])
+    return runner.invoke(make_cli(), ["plot", str(smoke_build_dir), "--out", str(out)])
 
 
 @pytest.fixture(scope="module")
 def build_plots(cli_on_build: Result) -> list[Path]:
     """The files the command says it wrote."""
     assert cli_on_build.exit_code == 0, cli_on_build.output
-    return [Path(line.strip()) for line in cli_on_build.output.splitlines() if line.startswith("  ")]
+    return [Path(line.strip()) for line in cli_on_build.stdout.splitlines() if line.startswith("  ")]
 
 
 def legend_texts(ax: Axes) -> list[str]:
@@ -95,7 +106,7 @@ def assert_svg(path: Path) -> ET.Element:
 
 
 # ------------------------------------------------------------------------------------------------
-# Files
+# Files, from the real smoke build
 
 
 def test_build_dir_gives_every_figure_as_png_and_svg(build_plots: list[Path]) -> None:
@@ -108,24 +119,89 @@ def test_build_dir_gives_every_figure_as_png_and_svg(build_plots: list[Path]) ->
             assert_png(path)
         else:
             assert_svg(path)
+    assert not [p for p in build_plots[0].parent.iterdir() if p.name.startswith(".")], "temp files left"
 
 
-def test_front_file_gives_the_front_figures_without_convergence(tmp_path: Path) -> None:
-    src = write_front(tmp_path / "front.json", small_front(channels=("awgn",), n_configs=6))
-    written = plots.plot_path(src, tmp_path / "out", split="val")
+def test_front_file_gives_the_front_figures_without_convergence(smoke_build_dir: Path, tmp_path: Path) -> None:
+    written = plots.plot_path(smoke_build_dir / "front.json", tmp_path / "out", split="val")
     assert {p.stem for p in written} == FRONT_STEMS
     assert all(p.parent == tmp_path / "out" for p in written)
 
 
-def test_svg_output_is_reproducible(tmp_path: Path) -> None:
-    front = small_front(n_configs=5)
-    a = plots.save(plots.schedule_figure(front), tmp_path / "a", "s", ("svg",))[0]
-    b = plots.save(plots.schedule_figure(front), tmp_path / "b", "s", ("svg",))[0]
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_output_is_byte_for_byte_reproducible(smoke_front: FrontArtifact, fmt: str, tmp_path: Path) -> None:
+    a = plots.save(plots.schedule_figure(smoke_front), tmp_path / "a", "s", (fmt,))[0]
+    b = plots.save(plots.schedule_figure(smoke_front), tmp_path / "b", "s", (fmt,))[0]
     assert a.read_bytes() == b.read_bytes()
+    assert plots.render(plots.policy_map_figure(smoke_front), (fmt,)) == \
+        plots.render(plots.policy_map_figure(smoke_front), (fmt,))
+
+
+def test_written_files_equal_the_rendered_bytes(build_plots: list[Path], smoke_front: FrontArtifact) -> None:
+    """The command's schedules files are exactly what rendering the figure again gives."""
+    rendered = plots.render(plots.schedule_figure(smoke_front))
+    for path in build_plots:
+        if path.stem == "schedules":
+            assert path.read_bytes() == rendered[path.suffix[1:]]
 
 
 # ------------------------------------------------------------------------------------------------
-# What the figures contain
+# The schedule figure on the real build: tokens entering each block, per the front/2 schema
+
+
+def test_schedule_lines_are_non_increasing_and_match_an_independent_count(smoke_front: FrontArtifact) -> None:
+    prov = smoke_front.provenance
+    n_all = prov.num_patches + prov.num_prefix_tokens
+    ax = plots.schedule_figure(smoke_front).get_axes()[0]
+    by_id = plots.config_map(smoke_front)
+    schedule_lines = [ln for ln in ax.get_lines() if len(line_xy(ln)[0]) == prov.depth + 1]
+    labels = [str(ln.get_label()).split(":")[0] for ln in schedule_lines]
+    assert smoke_front.reference_config_id in labels and len(labels) >= 3
+    for label, ln in zip(labels, schedule_lines, strict=True):
+        xs, ys = line_xy(ln)
+        assert xs == list(range(prov.depth + 1))
+        assert all(b <= a for a, b in itertools.pairwise(ys)), f"{label}: tokens rise: {ys}"
+        cfg = by_id[label]
+        # Independent count: models.schedule walks r from the input tokens, never reading tokens_per_layer.
+        want = [n_all, *tokens_after_layers(cfg.r, prov.num_patches, prov.num_prefix_tokens)]
+        assert ys == want, label
+        assert ys[prov.split_index] == cfg.tokens_sent, "the height at the split is what is sent"
+    assert any(line_xy(ln)[1][-1] < n_all for ln in schedule_lines), "the build merged nothing at all"
+
+
+def test_schedule_figure_marks_the_split_and_starts_from_all_tokens(smoke_front: FrontArtifact) -> None:
+    prov = smoke_front.provenance
+    ax = plots.schedule_figure(smoke_front).get_axes()[0]
+    xy = [line_xy(ln) for ln in ax.get_lines()]
+    split = float(prov.split_index)
+    assert sum(x == [split, split] for x, _ in xy) == 1, "one vertical line at the split"
+    assert {y[0] for x, y in xy if len(x) == prov.depth + 1} == {prov.num_patches + prov.num_prefix_tokens}
+    assert ax.get_ylabel() == "Tokens left (class token included)"
+
+
+def test_tokens_left_reads_tokens_entering_each_block() -> None:
+    cfg = hand_config("c", {"awgn": [0.5] * 5}, depth=3, proportions=[1.0, 0.5, 0.0], num_patches=16)
+    # 16 patches + cls: block 0 merges 8 (-> 9 left), block 1 merges round(0.5 * 4) = 2 (-> 7), block 2 none.
+    front = assemble_front([cfg], depth=3, num_patches=16)
+    assert front.configs[0].tokens_per_layer == [17, 9, 7]
+    assert plots.tokens_left(front.configs[0]) == ([0, 1, 2, 3], [17, 9, 7, 7])
+
+
+def test_select_schedules_thins_to_the_limit_and_keeps_the_highlights() -> None:
+    front = small_front(n_configs=30)
+    sel = plots.select_schedules(front, limit=4)
+    assert len(sel.shown) == 4 and sel.reference == "unmerged"
+    assert "unmerged" not in sel.shown
+    by_id = plots.config_map(front)
+    union = sorted({i for k in ("awgn", "rayleigh") for i in plots.front_ids(front, k)} - {"unmerged"})
+    assert sel.pareto_count == len(union) > 4
+    for kind in ("awgn", "rayleigh"):
+        h = plots.find_highlights([by_id[i] for i in union], kind, "val")
+        assert {h.most_accurate, h.cheapest} <= set(sel.shown)
+
+
+# ------------------------------------------------------------------------------------------------
+# What the other figures contain
 
 
 def test_front_figure_has_one_panel_per_channel_and_labelled_axes() -> None:
@@ -159,36 +235,48 @@ def test_accuracy_snr_figure_names_the_highlighted_configs() -> None:
     assert any(label.startswith("unmerged model") for label in labels)
 
 
-def test_convergence_figure_has_one_line_per_method(build_dir: Path) -> None:
-    conv = plots.load_convergence(build_dir / "convergence.json")
-    assert set(conv.methods) == set(METHODS)
-    assert conv.ref_point == [0.1, 1.0, 5000.0]
-    assert all(n == sorted(n) for n in conv.methods.values())
+def test_convergence_figure_has_one_line_per_method_of_the_real_build(smoke_build_dir: Path) -> None:
+    doc = json.loads((smoke_build_dir / "convergence.json").read_text())
+    conv = plots.load_convergence(smoke_build_dir / "convergence.json")
+    assert set(conv.methods) == set(doc["methods"])
+    assert conv.ref_point == [float(v) for v in doc["ref_point"]]
+    for name, rows in doc["methods"].items():
+        assert conv.methods[name] == sorted((r["n_evals"], r["hypervolume"]) for r in rows)
     ax = plots.convergence_figure(conv.methods).get_axes()[0]
-    assert legend_texts(ax) == [
-        "BoTorch qLogNEHVI", "NSGA-II", "Sobol random search"]
-    assert len(ax.get_lines()) == len(METHODS)
+    assert len(ax.get_lines()) == len(doc["methods"])
+    assert "BoTorch qLogNEHVI" in legend_texts(ax)
     assert "evaluations" in ax.get_xlabel()
 
 
-def test_schedule_figure_marks_the_split_and_starts_from_all_tokens() -> None:
-    front = small_front()
-    ax = plots.schedule_figure(front).get_axes()[0]
-    xy = [line_xy(ln) for ln in ax.get_lines()]
-    assert sum(x == [2.0, 2.0] for x, _ in xy) == 1, "one vertical line at the split (after block 2)"
-    starts = {y[0] for x, y in xy if len(x) == 7}
-    assert starts == {16 + 1}  # every schedule starts from all patches plus the cls token
+# ------------------------------------------------------------------------------------------------
+# Data selection works without matplotlib
+
+
+def test_data_selection_runs_without_matplotlib(smoke_build_dir: Path, smoke_front: FrontArtifact) -> None:
+    """The data modules answer the same in an interpreter where ``import matplotlib`` fails."""
+    code = (
+        "import json, sys\n"
+        "sys.modules['matplotlib'] = None  # any import of it now raises ImportError\n"
+        "import paretoctl.plots as P\n"
+        f"src = P.read_plot_input({str(smoke_build_dir)!r})\n"
+        "f = src.front\n"
+        "pg = P.policy_grid(f, 'awgn', width=5, height=4)\n"
+        "print(json.dumps({'shown': P.select_schedules(f).shown, 'front': P.front_ids(f, 'awgn'),\n"
+        "                  'tokens': [P.tokens_left(c)[1] for c in f.configs], 'choice': pg.choice,\n"
+        "                  'methods': sorted(src.convergence.methods)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    pg = plots.policy_grid(smoke_front, "awgn", width=5, height=4)
+    assert got == {"shown": plots.select_schedules(smoke_front).shown,
+                   "front": plots.front_ids(smoke_front, "awgn"),
+                   "tokens": [plots.tokens_left(c)[1] for c in smoke_front.configs],
+                   "choice": pg.choice, "methods": ["botorch"]}
 
 
 # ------------------------------------------------------------------------------------------------
 # Pure helpers, against hand-computed answers
-
-
-def test_schedule_xy_counts_tokens_after_each_block() -> None:
-    cfg = hand_config("c", {"awgn": [0.5] * 5}, depth=3, proportions=[1.0, 0.5, 0.0], num_patches=16)
-    # 16 patches: block 0 merges 8 (-> 8 left), block 1 merges round(0.5 * 4) = 2 (-> 6), block 2 none.
-    front = assemble_front([cfg], depth=3, num_patches=16)
-    assert plots._schedule_xy(front.configs[0]) == ([0, 1, 2, 3], [17, 9, 7, 7])
 
 
 def _three_point_front() -> FrontArtifact:
@@ -257,6 +345,14 @@ def test_policy_grid_agrees_with_select_and_marks_infeasible_cells() -> None:
     assert pg.choice[-1][-1] >= 0
 
 
+def test_choice_boundaries_separate_feasible_neighbours_only() -> None:
+    # Cells centred on SNR 0, 1 (edges at -0.5, 0.5, 1.5) and latency 10, 20 ms (edges 5, 15, 25).
+    pg = PolicyGrid(snrs=[0.0, 1.0], latencies=[10.0, 20.0], accuracy=[[50.0, 60.0], [float("nan"), 60.0]],
+                    choice=[[0, 1], [-1, 1]], ids=["a", "b"], fastest_ms=12.0)
+    # Only the two feasible cells of the lower row differ; the infeasible cell draws no boundary.
+    assert choice_boundaries(pg) == [[(0.5, 5.0), (0.5, 15.0)]]
+
+
 def test_load_convergence_rejects_a_malformed_file(tmp_path: Path) -> None:
     bad = tmp_path / "convergence.json"
     bad.write_text(json.dumps({"methods": {"botorch": [{"n_evals": 1}]}}))
@@ -269,6 +365,11 @@ def test_load_convergence_rejects_a_malformed_file(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(plots.PlotInputError, match="not valid JSON"):
         plots.load_convergence(bad)
+    bad.write_text('{"methods": {"botorch": [{"n_evals": 1, "hypervolume": NaN}]}}')
+    with pytest.raises(plots.PlotInputError, match="NaN"):
+        plots.load_convergence(bad)
+    with pytest.raises(plots.PlotInputError, match="cannot read convergence file"):
+        plots.load_convergence(tmp_path / "absent.json")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,16 +382,16 @@ def cli() -> typer.Typer:
 
 
 def test_cli_lists_every_file_it_wrote(cli_on_build: Result, build_plots: list[Path]) -> None:
-    assert cli_on_build.output.startswith("wrote 10 files to ")
+    assert cli_on_build.stdout.startswith("wrote 10 files to ")
     assert len(build_plots) == 10
     assert {p.name for p in build_plots} == {f"{s}.{e}" for s in FRONT_STEMS | {"convergence"}
                                              for e in ("png", "svg")}
     assert all(p.is_file() for p in build_plots)
 
 
-def test_cli_requires_out(cli: typer.Typer, build_dir: Path) -> None:
-    result = runner.invoke(cli, ["plot", str(build_dir)])
-    assert result.exit_code != 0
+def test_cli_requires_out(cli: typer.Typer, smoke_build_dir: Path) -> None:
+    result = runner.invoke(cli, ["plot", str(smoke_build_dir)])
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert "--out" in result.output
 
 
@@ -302,19 +403,23 @@ def test_cli_requires_out(cli: typer.Typer, build_dir: Path) -> None:
         ("checksum", "checksum: checksum mismatch"),
         ("version", "version: schema_version"),
         ("empty_dir", "has no front.json"),
-        ("bad_convergence", "convergence.json"),
+        ("bad_convergence", "convergence.json: expected an object"),
+        ("nan_convergence", "convergence file is not valid JSON"),
     ],
 )
-def test_cli_gives_a_clean_error_for_bad_input(
+def test_cli_gives_one_clean_error_line_for_bad_input(
     cli: typer.Typer, tmp_path: Path, damage: str, expected: str
 ) -> None:
     src = _damaged_input(tmp_path, damage)
-    result = runner.invoke(cli, ["plot", str(src), "--out", str(tmp_path / "figs")])
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("error: ")
-    assert expected in result.output
-    assert "Traceback" not in result.output
+    out = tmp_path / "figs"
+    result = runner.invoke(cli, ["plot", str(src), "--out", str(out)])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert result.stdout == ""
     assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists(), "nothing is written for bad input"
 
 
 def _damaged_input(tmp_path: Path, damage: str) -> Path:
@@ -336,11 +441,53 @@ def _damaged_input(tmp_path: Path, damage: str) -> Path:
     if damage == "empty_dir":
         (tmp_path / "empty").mkdir()
         return tmp_path / "empty"
-    if damage == "bad_convergence":
+    if damage in ("bad_convergence", "nan_convergence"):
         build = write_build_dir(tmp_path / "build", load_front(front_path))
-        (build / "convergence.json").write_text(json.dumps({"methods": {}}))
+        text = json.dumps({"methods": {}}) if damage == "bad_convergence" else \
+            '{"methods": {"botorch": [{"n_evals": 4, "hypervolume": NaN}]}}'
+        (build / "convergence.json").write_text(text)
         return build
     raise AssertionError(damage)
+
+
+def test_cli_cannot_write_into_a_file(cli: typer.Typer, tmp_path: Path) -> None:
+    src = write_front(tmp_path / "front.json", small_front(n_configs=4, channels=("awgn",)))
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("keep me\n")
+    result = runner.invoke(cli, ["plot", str(src), "--out", str(blocker)])
+    assert result.exit_code == ExitCode.FAILED, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(blocker) in lines[0]
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_a_write_failing_half_way_leaves_whole_files_only(cli: typer.Typer, tmp_path: Path) -> None:
+    """The 7th file cannot be replaced: the command fails with 3 and leaves no partial or temp file."""
+    src = write_front(tmp_path / "front.json", small_front(n_configs=4, channels=("awgn",)))
+    out = tmp_path / "figs"
+    (out / "schedules.png").mkdir(parents=True)  # a directory where a figure should go
+    result = runner.invoke(cli, ["plot", str(src), "--out", str(out)])
+    assert result.exit_code == ExitCode.FAILED, result.output
+    assert result.stderr.startswith("error: cannot write figures to ")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["front.png", "front.svg", "accuracy_vs_snr.png", "accuracy_vs_snr.svg",
+                            "policy_map.png", "policy_map.svg", "schedules.png"]), names
+    for name in names:
+        if name.endswith(".png") and name != "schedules.png":
+            assert_png(out / name)
+        elif name.endswith(".svg"):
+            assert_svg(out / name)
+
+
+def test_cli_without_matplotlib_says_how_to_install_it(tmp_path: Path) -> None:
+    src = write_front(tmp_path / "front.json", small_front(n_configs=3, channels=("awgn",)))
+    code = "import sys; sys.modules['matplotlib'] = None\nfrom paretoctl.cli import app; app()"
+    proc = subprocess.run([sys.executable, "-c", code, "plot", str(src), "--out", str(tmp_path / "f")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.BAD_INPUT, proc.stderr
+    assert proc.stderr.startswith("error: plotting needs matplotlib: pip install 'paretoctl[plot]'")
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "f").exists()
 
 
 def test_plot_is_registered_on_the_real_cli() -> None:

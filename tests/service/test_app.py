@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ import pytest
 
 from paretoctl.service.latency import load_profile
 from paretoctl.service.policy import select
-from paretoctl.service.schema import FrontArtifact, load_front
+from paretoctl.service.schema import FrontArtifact, compute_checksum, load_front
+from paretoctl.service.settings import Settings
 from tests.fronts import front_document, make_front, write_document, write_front
 from tests.service.test_live_server import ADMIN_TOKEN, DEVICES_DIR, LiveServer, live_app
 
@@ -268,7 +270,8 @@ def test_reload_good_front_swaps_it_in(reload_server: tuple[LiveServer, Path]) -
     r = httpx.post(srv.url + "/admin/reload", json={"path": str(new_path)}, headers=AUTH)
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "reloaded", "path": str(new_path), "checksum": new.checksum,
-                        "previous_checksum": old, "n_configs": 9}
+                        "previous_checksum": old, "n_configs": 9,
+                        "model_identity": new.provenance.model_identity.model_dump()}
     assert httpx.get(srv.url + "/readyz").json()["front_checksum"] == new.checksum
     assert httpx.get(srv.url + "/policy", params={"snr": 5, "latency": 1e5}).json()["front_checksum"] == new.checksum
     assert httpx.get(srv.url + "/front").content == new_path.read_bytes()
@@ -344,3 +347,119 @@ def test_requests_during_reloads_see_one_front_or_the_other(reload_server: tuple
         stop.set()
         t.join()
     assert len(seen) > 1 and all(status == 200 and checksum in valid for status, checksum in seen)
+
+
+# --------------------------------------------------------------- reload confinement and limits (#11.5)
+
+
+def test_a_token_without_a_reload_dir_is_refused() -> None:
+    with pytest.raises(ValueError, match="reload_dir: required when admin_token is set"):
+        Settings(admin_token="s3cret")
+    assert Settings(admin_token="s3cret", reload_dir=Path("/data")).admin_enabled
+
+
+def test_reload_resolves_symlinks_and_relative_paths(tmp_path: Path) -> None:
+    allowed = tmp_path / "fronts"
+    allowed.mkdir()
+    path = write_front(allowed / "front.json", make_front(n_configs=3))
+    outside = write_front(tmp_path / "outside.json", make_front(n_configs=4))
+    (allowed / "link.json").symlink_to(outside)
+    (allowed / "zero.json").symlink_to("/dev/zero")
+    inside = write_front(allowed / "sub" / "next.json", make_front(n_configs=5))
+    with live_app(path, reload_dir=allowed) as srv, httpx.Client(base_url=srv.url, headers=AUTH) as c:
+        for bad in (str(allowed / "link.json"), "link.json", "zero.json", "../outside.json", "/etc/passwd",
+                    str(allowed)):
+            r = c.post("/admin/reload", json={"path": bad})
+            assert r.status_code == 400 and r.json()["reason"] == "path", (bad, r.text)
+            assert "outside the reload directory" in r.json()["detail"]
+        r = c.post("/admin/reload", json={"path": "sub/next.json"})
+        assert r.status_code == 200 and r.json()["path"] == str(inside) and r.json()["n_configs"] == 5
+        assert c.post("/admin/reload", json={"path": "missing.json"}).json()["reason"] == "path"
+
+
+def test_reload_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    path = write_front(tmp_path / "front.json", make_front(n_configs=3))
+    os.mkfifo(tmp_path / "pipe.json")
+    with live_app(path) as srv:
+        r = httpx.post(srv.url + "/admin/reload", json={"path": "pipe.json"}, headers=AUTH, timeout=5)
+        assert r.status_code == 400 and r.json()["reason"] == "path"
+        assert "not a regular file" in r.json()["detail"]
+        assert httpx.get(srv.url + "/readyz").status_code == 200
+
+
+def test_front_size_cap_on_reload_and_at_startup(tmp_path: Path) -> None:
+    small = write_front(tmp_path / "small.json", make_front(n_configs=2))
+    big = write_front(tmp_path / "big.json", make_front(n_configs=30))
+    cap = small.stat().st_size
+    assert big.stat().st_size > cap
+    with live_app(small, max_front_bytes=cap) as srv:
+        r = httpx.post(srv.url + "/admin/reload", json={"path": "big.json"}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["reason"] == "size" and "max_front_bytes" in r.json()["detail"]
+    with live_app(big, max_front_bytes=cap) as srv:
+        r = httpx.get(srv.url + "/readyz")
+        assert r.status_code == 503 and "max_front_bytes" in r.json()["detail"]
+
+
+def test_reload_time_limit(tmp_path: Path) -> None:
+    path = write_front(tmp_path / "front.json", make_front(n_configs=3))
+    write_front(tmp_path / "next.json", make_front(n_configs=40, depth=8))
+    with live_app(path, reload_timeout_s=1e-6) as srv:
+        r = httpx.post(srv.url + "/admin/reload", json={"path": "next.json"}, headers=AUTH)
+        assert r.status_code == 400 and r.json()["reason"] == "timeout"
+        assert httpx.get(srv.url + "/readyz").json()["n_configs"] == 3
+
+
+def test_reload_errors_do_not_echo_the_file(tmp_path: Path) -> None:
+    path = write_front(tmp_path / "front.json", make_front(n_configs=3))
+    secret = "TOP-SECRET-VALUE-42"
+    version = write_document(tmp_path / "v.json", {"schema_version": secret, "checksum": "x"})
+    doc = front_document(make_front(n_configs=3))
+    doc["configs"][1]["id"] = secret
+    doc["configs"][2]["id"] = secret  # duplicate id: the loader's message quotes it
+    doc["checksum"] = compute_checksum(doc)
+    dup = write_document(tmp_path / "dup.json", doc)
+    tampered = write_document(tmp_path / "t.json", {**front_document(make_front(n_configs=3)), "checksum": secret})
+    with live_app(path) as srv:
+        for f, reason in ((version, "version"), (dup, "malformed"), (tampered, "checksum")):
+            r = httpx.post(srv.url + "/admin/reload", json={"path": f.name}, headers=AUTH)
+            assert r.status_code == 400 and r.json()["reason"] == reason, r.text
+            assert secret not in r.text
+
+
+def test_reload_authenticates_before_reading_the_body(tmp_path: Path) -> None:
+    path = write_front(tmp_path / "front.json", make_front(n_configs=3))
+    with live_app(path) as srv:
+        junk = {"content": b"{not json", "headers": {"content-type": "application/json"}}
+        assert httpx.post(srv.url + "/admin/reload", **junk).status_code == 401  # type: ignore[arg-type]
+        bad_auth = {"Authorization": "Bearer nope", "content-type": "application/json"}
+        assert httpx.post(srv.url + "/admin/reload", content=b"{not json", headers=bad_auth).status_code == 403
+        r = httpx.post(srv.url + "/admin/reload", content=b"{not json",
+                       headers={**AUTH, "content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["detail"].startswith("body: ")
+        r = httpx.post(srv.url + "/admin/reload", json={"path": "x" * 20_000}, headers=AUTH)
+        assert r.status_code == 413
+
+
+# ------------------------------------------------------------------------------ several workers (#11.6)
+
+
+def test_reload_is_refused_when_several_workers_serve(tmp_path: Path) -> None:
+    path = write_front(tmp_path / "front.json", make_front(n_configs=3))
+    write_front(tmp_path / "next.json", make_front(n_configs=5))
+    with live_app(path, workers=2) as srv:
+        before = httpx.get(srv.url + "/readyz").json()["front_checksum"]
+        r = httpx.post(srv.url + "/admin/reload", json={"path": "next.json"}, headers=AUTH)
+        assert r.status_code == 409 and r.json()["reason"] == "workers"
+        assert httpx.get(srv.url + "/readyz").json()["front_checksum"] == before
+
+
+# ---------------------------------------------------------------------------- model identity (#11.7)
+
+
+def test_front_and_readyz_name_the_model(http: httpx.Client, front: FrontArtifact) -> None:
+    ident = front.provenance.model_identity
+    r = http.get("/front")
+    assert r.headers["x-paretoctl-model"] == ident.name
+    assert r.headers["x-paretoctl-model-weights"] == ident.weights_sha256
+    assert r.json()["provenance"]["model_identity"] == ident.model_dump()
+    assert http.get("/readyz").json()["model_identity"] == ident.model_dump()

@@ -26,7 +26,7 @@ import uvicorn
 
 from paretoctl.service.app import create_app
 from paretoctl.service.policy import select
-from paretoctl.service.schema import FrontArtifact
+from paretoctl.service.schema import FrontArtifact, dump_front
 from paretoctl.service.settings import Settings
 from tests.fronts import make_front, write_front
 
@@ -43,12 +43,23 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
+ADMIN_TOKEN = "dashboard-admin"
+
+
 @dataclass
 class Served:
-    """A running service: its base URL and the front it serves."""
+    """A running service: its base URL, the front it serves, and its uvicorn server (to stop it)."""
 
     url: str
     front: FrontArtifact | None
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Stop the server, as a crash or a restart would make it vanish for the page."""
+        assert self.server is not None and self.thread is not None
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 def free_port() -> int:
@@ -65,7 +76,8 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     def start(front: FrontArtifact | None) -> Served:
         path = write_front(tmp_path / "front.json", front) if front is not None else None
         (tmp_path / "devices").mkdir(exist_ok=True)
-        app = create_app(Settings(front_path=path, devices_dir=tmp_path / "devices"))
+        app = create_app(Settings(front_path=path, devices_dir=tmp_path / "devices", admin_token=ADMIN_TOKEN,
+                                  reload_dir=tmp_path))
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on"))
@@ -77,7 +89,7 @@ def serve(tmp_path: Path) -> Iterator[Any]:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
-        return Served(f"http://127.0.0.1:{port}", front)
+        return Served(f"http://127.0.0.1:{port}", front, server, thread)
 
     yield start
     for server, thread in servers:
@@ -111,7 +123,7 @@ def is_unexpected(message: Any) -> bool:
 def open_dashboard(browser: Any) -> Iterator[Any]:
     contexts: list[Any] = []
 
-    def open_(url: str) -> Page:
+    def open_(url: str, query: str = "") -> Page:
         ctx = browser.new_context(viewport={"width": 1280, "height": 960})
         contexts.append(ctx)
         page = ctx.new_page()
@@ -120,7 +132,7 @@ def open_dashboard(browser: Any) -> Iterator[Any]:
         page.on("pageerror", lambda exc: out.errors.append(str(exc)))
         page.on("console", lambda m: out.errors.append(m.text) if is_unexpected(m) else None)
         page.on("request", lambda r: out.requests.append(r.url))
-        page.goto(url + "/")
+        page.goto(url + "/" + query)
         return out
 
     yield open_
@@ -218,6 +230,10 @@ def test_page_shows_the_front_and_its_provenance(serve: Any, open_dashboard: Any
     prov = {dt: dd for dt, dd in zip(page.locator("#provenance dt").all_inner_texts(),
                                      page.locator("#provenance dd").all_inner_texts(), strict=True)}
     assert prov["Model"] == front.provenance.model
+    ident = front.provenance.model_identity
+    assert prov["Model identity"].startswith(f"{ident.name} (architecture {ident.architecture_sha256[:12]}")
+    assert f"weights {ident.weights_sha256[:12]}" in prov["Model identity"]
+    assert shown(page, "#front-model") == f"front for model {ident.name}"
     assert prov["Data set"].startswith(front.provenance.dataset)
     assert prov["Channels"] == "awgn, rayleigh"
     assert prov["SNR grid"] == "-5, 0, 5, 10, 20 dB"
@@ -302,3 +318,64 @@ def test_page_is_self_contained_and_not_in_the_openapi_contract(serve: Any) -> N
     schema = httpx.get(served.url + "/openapi.json", timeout=10).json()
     assert "/" not in schema["paths"]
     assert "/policy" in schema["paths"]
+
+
+# ------------------------------------------------------------------------------- under failure (#11.13)
+
+
+def provenance(page: Any) -> dict[str, str]:
+    return dict(zip(page.locator("#provenance dt").all_inner_texts(),
+                    page.locator("#provenance dd").all_inner_texts(), strict=True))
+
+
+def admin_reload(served: Served, path: Path) -> None:
+    r = httpx.post(served.url + "/admin/reload", json={"path": str(path)},
+                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_page_follows_a_reload_seen_in_a_decision(serve: Any, open_dashboard: Any, tmp_path: Path) -> None:
+    """No polling here (the default 5 s is longer than the test): the decision's front_checksum alone
+    tells the page that the front changed, and it fetches and draws the new one."""
+    served = serve(the_front())
+    tab = open_dashboard(served.url)
+    page = tab.page
+    wait_for_decision(page)
+    assert page.get_attribute("#status", "data-checksum") == served.front.checksum
+    new = make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=7, num_patches=16, dim=64,
+                     split_index=2, seed=99)
+    new = dump_front(new, tmp_path / "new.json")
+    admin_reload(served, tmp_path / "new.json")
+    set_slider(page, "#snr", 12.0)
+    page.wait_for_function("cs => document.getElementById('status').dataset.checksum === cs", arg=new.checksum)
+    params = wait_for_decision(page)
+    assert provenance(page)["Checksum"] == new.checksum
+    assert page.locator("#front-svg circle.pt").count() == len(new.configs) == 7
+    assert float(params["snr"]) == 12.0  # the user's setting survived the reload
+    body = check_matches_api(page, served.url, params)
+    assert body["front_checksum"] == new.checksum
+    assert page.get_attribute("#status", "data-state") == "ready"
+    assert not tab.errors, tab.errors
+
+
+def test_page_polls_for_reloads_and_shows_the_service_down(serve: Any, open_dashboard: Any,
+                                                           tmp_path: Path) -> None:
+    served = serve(the_front())
+    tab = open_dashboard(served.url, "?poll=250")
+    page = tab.page
+    wait_for_decision(page)
+    new = dump_front(make_front(depth=6, channels=("awgn",), n_configs=5, seed=5), tmp_path / "new.json")
+    admin_reload(served, tmp_path / "new.json")
+    # nobody touches the page: the /readyz poll notices the new checksum
+    page.wait_for_function("cs => document.getElementById('status').dataset.checksum === cs", arg=new.checksum)
+    assert page.locator("#channel option").all_inner_texts() == ["awgn"]
+    assert page.locator("#front-svg circle.pt").count() == 5
+
+    served.stop()
+    page.wait_for_selector("#status[data-state=down]")
+    assert "DOWN" in shown(page, "#status")
+    # a user action while it is down: the panel says the request failed, the status stays DOWN
+    set_slider(page, "#snr", 3.0)
+    page.wait_for_selector("#decision[data-state=error]")
+    assert "does not answer" in shown(page, "#d-message")
+    assert page.get_attribute("#status", "data-state") == "down"

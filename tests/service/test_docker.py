@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from paretoctl.service.schema import dump_front
 from tests.fronts import make_front, write_front
 from tests.service.test_live_server import free_port
 
@@ -87,19 +91,25 @@ def test_dockerfile_shape() -> None:
     assert healthcheck_argv()[0] == "python" and "/healthz" in healthcheck_argv()[-1]
 
 
-@pytest.fixture
-def container_like(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The image's CMD, run outside Docker with the front, host and port substituted."""
-    front = write_front(tmp_path / "front.json", make_front(n_configs=6))
+SETPRIV = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+"""Run as nobody:nogroup, a user other than the front file's owner (the tests run as root)."""
+
+
+@contextmanager
+def image_command(front_dir: Path, *, as_other_user: bool = False) -> Iterator[tuple[str, int]]:
+    """The image's CMD and ENV, run outside Docker with /data, the host and the port substituted."""
     port = free_port()
-    subst = {"/data/front.json": str(front), "0.0.0.0": "127.0.0.1", "8000": str(port)}
+    subst = {"/data/front.json": str(front_dir / "front.json"), "/data": str(front_dir), "0.0.0.0": "127.0.0.1",
+             "8000": str(port)}
     argv = [subst.get(a, a) for a in cmd_argv()]
     exe = VENV_BIN / argv[0]
     assert exe.exists(), f"{argv[0]} is not installed in the venv"
     env = {**os.environ, **{k: subst.get(v, v) for k, v in docker_env().items()}}
     env["PARETOCTL_DEVICES_DIR"] = str(REPO / "configs" / "devices")
+    env["HOME"] = str(front_dir)
     env.pop("PARETOCTL_ADMIN_TOKEN", None)
-    proc = subprocess.Popen([str(exe), *argv[1:]], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+    prefix = SETPRIV if as_other_user else []
+    proc = subprocess.Popen([*prefix, str(exe), *argv[1:]], env=env, cwd=front_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -124,6 +134,55 @@ def container_like(tmp_path: Path) -> Iterator[tuple[str, int]]:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture
+def container_like(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """The image's CMD, run outside Docker with the front, host and port substituted."""
+    write_front(tmp_path / "front.json", make_front(n_configs=6))
+    with image_command(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory others can enter and read (pytest's own tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="paretoctl-docker-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run the command as another user")
+def test_image_command_reads_a_front_owned_by_another_user(shared_dir: Path) -> None:
+    """#11.4: the container user is not the owner of a bind-mounted front; dump_front's 0644 lets it read."""
+    old = os.umask(0o022)
+    try:
+        front = dump_front(make_front(n_configs=6), shared_dir / "front.json")
+    finally:
+        os.umask(old)
+    assert (shared_dir / "front.json").stat().st_uid != 65534
+    with image_command(shared_dir, as_other_user=True) as (url, _):
+        r = httpx.get(url + "/readyz")
+        assert r.status_code == 200, r.text
+        assert r.json()["front_checksum"] == front.checksum
+
+
+def test_image_sets_a_reload_dir_holding_the_front() -> None:
+    env = docker_env()
+    assert env["PARETOCTL_RELOAD_DIR"] == "/data"
+    assert Path(env["PARETOCTL_FRONT_PATH"]).parent == Path(env["PARETOCTL_RELOAD_DIR"])
+
+
+def test_image_installs_the_torch_free_schedule_module() -> None:
+    """The loader checks r against paretoctl.models.schedule, so the image must ship that module."""
+    copies = " ".join(instruction("COPY"))
+    assert "models/schedule.py" in copies and "models/__init__.py" in copies
+    code = "import sys; import paretoctl.models.schedule; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0
 
 
 def test_image_command_serves_policy(container_like: tuple[str, int]) -> None:

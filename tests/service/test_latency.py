@@ -111,3 +111,33 @@ def test_fit_refuses_degenerate_or_decreasing_timings() -> None:
     with pytest.raises(ProfileError, match="does not grow"):
         fit_overhead_and_rate([0.1, 0.2, 0.3], [5.0, 4.0, 3.0])
     assert fit_overhead_and_rate([1.0, 2.0], [10.0, 110.0])[0] == 0.0  # negative intercept clipped
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), [
+    ("json", '{"a": NaN}', "report is not valid JSON"),
+    ("json", "{", "report is not valid JSON"),
+    ("yaml", "a: [unclosed\n", "report is not valid YAML"),
+    ("json", None, "cannot read report: No such file"),
+])
+def test_read_document_errors_are_one_line_naming_the_file(tmp_path: Path, kind: str, text: str | None,
+                                                           message: str) -> None:
+    from paretoctl.service.latency import read_document
+
+    class ReportError(ValueError):
+        pass
+
+    path = tmp_path / f"report.{kind}"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ReportError, match=message) as info:
+        read_document(path, kind=kind, what="report", error=ReportError)  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_read_document_parses(tmp_path: Path) -> None:
+    from paretoctl.service.latency import read_document
+
+    (tmp_path / "a.json").write_text('{"x": [1, 2.5]}')
+    (tmp_path / "a.yaml").write_text("x: [1, 2.5]\n")
+    for name, kind in (("a.json", "json"), ("a.yaml", "yaml")):
+        assert read_document(tmp_path / name, kind=kind, what="t", error=ValueError) == {"x": [1, 2.5]}  # type: ignore[arg-type]

@@ -79,9 +79,12 @@ class LiveServer:
 
 
 def make_settings(front_path: Path | None, **kw: Any) -> Settings:
-    """Service settings for tests: repo device profiles and a known admin token by default."""
+    """Service settings for tests: repo device profiles, a known admin token and, for reloads, the
+    front's directory as the reload directory (by default)."""
     kw.setdefault("devices_dir", DEVICES_DIR)
-    kw.setdefault("admin_token", ADMIN_TOKEN)
+    kw.setdefault("admin_token", ADMIN_TOKEN if front_path is not None or kw.get("reload_dir") else None)
+    if kw["admin_token"] is not None:
+        kw.setdefault("reload_dir", front_path.parent if front_path is not None else None)
     return Settings(front_path=front_path, **kw)
 
 

@@ -244,3 +244,50 @@ def test_select_is_fast() -> None:
     select(f, 7.0, 10.0)
     per_call = min(timeit.repeat(lambda: select(f, 7.3, 10.0, channel="rayleigh"), number=300, repeat=7)) / 300
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} us per call"
+
+
+def test_select_leaves_the_artifact_untouched() -> None:
+    """The index lives in policy.py's cache, not on the (frozen) artifact: old code added ``_derived`` state."""
+    f = make_front(n_configs=6)
+    private = dict(f.__pydantic_private__ or {})
+    fields = f.model_dump()
+    select(f, 5.0, 100.0)
+    select(f, 5.0, 100.0, profile=DEFAULT_PROFILE.model_copy(update={"name": "other"}))
+    assert dict(f.__pydantic_private__ or {}) == private and f.model_dump() == fields
+
+
+def test_index_cache_is_bounded_and_never_shared_between_fronts() -> None:
+    from paretoctl.service import policy
+
+    f = make_front(n_configs=6, seed=11)
+    first = policy_index(f)
+    # a copy that kept the checksum but changed its configs gets its own index
+    faster = f.model_copy(update={"configs": [c.model_copy(update={"gflops": c.gflops.model_copy(
+        update={"edge": 0.0})}) for c in f.configs]})
+    assert faster.checksum == f.checksum
+    assert policy_index(faster) is not first
+    assert policy_index(faster).totals != first.totals
+    for seed in range(policy.INDEX_CACHE_SIZE + 5):
+        policy_index(make_front(n_configs=2, seed=100 + seed))
+    assert len(policy._INDEXES) == policy.INDEX_CACHE_SIZE
+    assert policy_index(f) is not first  # evicted (least recently used), rebuilt
+    assert policy_index(f) is policy_index(f)
+
+
+def test_decisions_carry_the_model_identity(front: FrontArtifact) -> None:
+    for d in (select(front, 10.0, 20.0), select(front, 10.0, 0.001)):
+        assert d.model_identity == front.provenance.model_identity
+        assert d.model_dump(mode="json")["model_identity"]["weights_sha256"] == "b" * 64
+
+
+@pytest.mark.parametrize(("snr", "lat", "param"), [
+    (-50.5, 10.0, "snr_db"), (100.01, 10.0, "snr_db"), (5.0, 1e6 + 1, "latency_ms"),
+])
+def test_query_bounds_are_the_services(front: FrontArtifact, snr: float, lat: float, param: str) -> None:
+    from paretoctl.service.policy import LATENCY_MAX_MS, SNR_MAX_DB, SNR_MIN_DB
+
+    assert (SNR_MIN_DB, SNR_MAX_DB, LATENCY_MAX_MS) == (-50.0, 100.0, 1e6)
+    with pytest.raises(PolicyError) as info:
+        select(front, snr, lat)
+    assert info.value.param == param
+    assert select(front, SNR_MIN_DB, LATENCY_MAX_MS).extrapolated  # the bounds themselves are accepted

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from paretoctl.service.schema import (
     dump_front,
     load_front,
 )
-from tests.fronts import front_document, make_front, write_document
+from tests.fronts import assemble_front, front_document, hand_config, make_front, write_document
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def test_dump_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("paretoctl.service.schema.os.replace", boom)
+    monkeypatch.setattr("paretoctl.service.fileio.os.replace", boom)
     with pytest.raises(OSError, match="disk full"):
         dump_front(make_front(n_configs=2), target)
     assert target.read_text() == "old"
@@ -174,3 +177,110 @@ def test_the_unedited_document_loads(tmp_path: Path, doc: dict[str, Any]) -> Non
     """Control for the refusal tests: the same path and helpers accept the original."""
     assert load_doc(tmp_path, doc).checksum == doc["checksum"]
     assert load_doc(tmp_path, resign(doc)).checksum == doc["checksum"]
+
+
+# ------------------------------------------------------------------ schedule consistency (issue #11.3)
+# The fixture's front: depth 4, 16 patches + 1 cls token, split_index 2.
+
+SCHEDULE_BREAKS = {
+    # r that its proportions do not give (tokens kept consistent with the wrong r)
+    "r": (lambda c: (c["r"].__setitem__(0, c["r"][0] + 1),
+                     c["tokens_per_layer"].__setitem__(slice(1, None), [t - 1 for t in c["tokens_per_layer"][1:]])),
+          "configs[1] (id 'cfg001').r:"),
+    # prefix token left out of the counts
+    "no prefix": (lambda c: c.update(tokens_per_layer=[t - 1 for t in c["tokens_per_layer"]]),
+                  "configs[1] (id 'cfg001').tokens_per_layer:"),
+    # tokens LEAVING each block instead of entering it (the build's old convention)
+    "leaving": (lambda c: c.update(tokens_per_layer=[t - r for t, r in zip(c["tokens_per_layer"], c["r"],
+                                                                             strict=True)]),
+                "configs[1] (id 'cfg001').tokens_per_layer:"),
+    # tokens entering block split_index + 1 instead of split_index
+    "tokens_sent": (lambda c: c.update(tokens_sent=c["tokens_per_layer"][3]),
+                    "configs[1] (id 'cfg001').tokens_sent:"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEDULE_BREAKS))
+def test_inconsistent_schedule_is_malformed_naming_config_and_field(tmp_path: Path, doc: dict[str, Any],
+                                                                    case: str) -> None:
+    fn, needle = SCHEDULE_BREAKS[case]
+    cfg = doc["configs"][1]
+    assert sum(cfg["r"]) > 0 and cfg["r"][2] > 0  # the edits below change something
+    err = refusal(tmp_path, _edit(doc, lambda d: fn(d["configs"][1])))
+    assert err.reason == "malformed"
+    assert needle in err.message, err.message
+
+
+def test_schedule_rules_by_hand_including_a_split_after_the_last_block(tmp_path: Path) -> None:
+    """16 patches + 1 cls, p = [1, .5, 0, 1]: r = [8, 2, 0, 3] (u = 16, 8, 6, 6), entering [17, 9, 7, 7].
+
+    With split_index == depth the tokens sent are those leaving the last block: 7 - 3 = 4.
+    """
+    props = [1.0, 0.5, 0.0, 1.0]
+    cfg = hand_config("c", {"awgn": [0.5] * 5}, depth=4, proportions=props, num_patches=16, split_index=4)
+    assert cfg["r"] == [8, 2, 0, 3] and cfg["tokens_per_layer"] == [17, 9, 7, 7] and cfg["tokens_sent"] == 4
+    front = assemble_front([cfg], depth=4, num_patches=16, split_index=4)
+    dump_front(front, tmp_path / "f.json")
+    assert load_front(tmp_path / "f.json").configs[0].tokens_sent == 4
+    with pytest.raises(ValueError, match=r"tokens_sent: 7, expected 4"):
+        assemble_front([{**cfg, "tokens_sent": 7}], depth=4, num_patches=16, split_index=4)
+    split0 = hand_config("c", {"awgn": [0.5] * 5}, depth=4, proportions=props, num_patches=16, split_index=0)
+    assert split0["tokens_sent"] == 17  # nothing runs on the edge: every token is sent
+    assemble_front([split0], depth=4, num_patches=16, split_index=0)
+
+
+# ------------------------------------------------------------------------- file handling (#11.4, #11.5)
+
+
+def test_dump_front_is_readable_by_others(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        dump_front(make_front(n_configs=2), tmp_path / "front.json")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "front.json").stat().st_mode) == 0o644
+
+
+def test_size_cap_refuses_large_files_and_documents(tmp_path: Path, doc: dict[str, Any]) -> None:
+    path = write_document(tmp_path / "f.json", doc)
+    size = path.stat().st_size
+    assert load_front(path, max_bytes=size).checksum == doc["checksum"]
+    with pytest.raises(FrontLoadError, match="max_front_bytes") as info:
+        load_front(path, max_bytes=size - 1)
+    assert info.value.reason == "malformed"
+    with pytest.raises(FrontLoadError, match="max_front_bytes"):
+        load_front(path.read_bytes(), max_bytes=size - 1)
+
+
+def test_non_regular_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            load_front(fifo)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(timeout=5)
+    if t.is_alive():  # unblock the reader so the thread ends, then fail
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load_front blocked on a FIFO")
+    (err,) = outcome
+    assert isinstance(err, FrontLoadError) and "not a regular file" in err.message
+    with pytest.raises(FrontLoadError, match="not a regular file"):
+        load_front("/dev/zero", max_bytes=1000)
+    with pytest.raises(FrontLoadError, match="not a regular file"):
+        load_front(tmp_path)
+
+
+def test_artifact_holds_no_mutable_cache() -> None:
+    """The frozen artifact has no private state that a copy could share (issue #10)."""
+    front = make_front(n_configs=2)
+    assert not front.__pydantic_private__
+    assert front.model_copy(update={"checksum": None}).__pydantic_private__ in (None, {})

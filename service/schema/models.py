@@ -1,45 +1,26 @@
-"""The front artifact (``front.json``): pydantic models, checksum, atomic writing and strict loading.
+"""The front artifact's pydantic models and their invariants (no I/O here).
 
-The artifact is the one thing that travels from the (torch) build to the (torch-free) service and
-edge devices, so its reader is strict: a document that is malformed, of a schema version this code
-does not know, or whose checksum does not match its content is refused with a
-:class:`FrontLoadError` whose ``reason`` says which, and whose message names the offending field.
-
-The checksum is SHA-256 over the *canonical JSON* of the parsed document without its ``checksum``
-key (``sort_keys``, compact separators, ``ensure_ascii=False``, ``allow_nan=False``), computed on
-the parsed JSON rather than on a pydantic re-dump, so that any writer and any reader agree byte for
-byte. See ``docs/internals.md`` for the layout.
-
-Example:
-    >>> art = load_front("runs/build/front.json")  # doctest: +SKIP
-    >>> art.provenance.snr_grid_db                   # doctest: +SKIP
-    [-5.0, 0.0, 5.0, 10.0, 20.0]
+Every model forbids unknown keys and is frozen. :class:`FrontArtifact` checks the cross-field
+invariants (unique ids, one accuracy entry per grid SNR and channel, schedule lengths, and through
+:mod:`.consistency` that ``r``, ``proportions``, ``tokens_per_layer`` and ``tokens_sent`` agree), so
+an artifact that exists in memory is one the service can serve.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paretoctl.service.fileio import atomic_write_bytes
-from paretoctl.service.validation import format_validation_error
+from paretoctl.service.schema.consistency import check_schedule
 
 SCHEMA_VERSION: Final = "paretoctl.front/2"
 """The schema version this code writes and reads."""
 
 KNOWN_SCHEMA_VERSIONS: frozenset[str] = frozenset({SCHEMA_VERSION})
-"""Versions :func:`load_front` accepts; anything else is refused with reason ``"version"``."""
+"""Versions the loader accepts; anything else is refused with reason ``"version"``."""
 
-CHECKSUM_PREFIX = "sha256:"
-
-FrontLoadReason = Literal["malformed", "version", "checksum"]
 ConfigSource = Literal["reference", "uniform", "botorch", "sobol", "nsga2"]
 
 _SNR_TOL = 1e-9
@@ -51,28 +32,12 @@ PosFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class FrontLoadError(ValueError):
-    """A front document was refused.
-
-    Attributes:
-        reason: ``"malformed"`` (not JSON, wrong structure or a broken invariant), ``"version"``
-            (a schema version this code does not know) or ``"checksum"`` (content does not match
-            the recorded checksum: corrupted or edited by hand).
-        message: what is wrong, naming the field where there is one.
-    """
-
-    def __init__(self, reason: FrontLoadReason, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason: FrontLoadReason = reason
-        self.message = message
-
-
 class _Model(BaseModel):
     """Base of every artifact model: unknown keys are errors and instances are immutable.
 
     Forbidding extra keys keeps a typo in a writer from silently producing a document that loads
-    without the field it meant to set; immutability lets the policy cache derived index structures
-    on an artifact without worrying that it changes underneath.
+    without the field it meant to set; immutability means a loaded front can be shared between
+    requests and threads (and keyed in a cache by identity) without anyone changing it underneath.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -287,9 +252,6 @@ class FrontArtifact(_Model):
     configs: list[FrontConfig] = Field(min_length=1)
     pareto: list[ParetoSet] = Field(default_factory=list)
 
-    _derived: dict[str, Any] = PrivateAttr(default_factory=dict)
-    """Cache for views derived by other modules (e.g. the policy's index); never serialised."""
-
     @model_validator(mode="after")
     def _check_invariants(self) -> FrontArtifact:
         prov = self.provenance
@@ -305,6 +267,7 @@ class FrontArtifact(_Model):
                 n = len(getattr(cfg, name))
                 if n != prov.depth:
                     raise ValueError(f"{where}.{name}: length {n}, expected depth {prov.depth}")
+            check_schedule(where, cfg, prov)
             for split in ("accuracy_val", "accuracy_test"):
                 table: dict[str, list[AccuracyAtSnr]] = getattr(cfg, split)
                 if set(table) != kinds:
@@ -340,123 +303,3 @@ def _check_grid_points(where: str, points: list[AccuracyAtSnr], grid: list[float
     for k, (p, g) in enumerate(zip(points, grid, strict=True)):
         if abs(p.snr_db - g) > _SNR_TOL:
             raise ValueError(f"{where}[{k}].snr_db is {p.snr_db}, expected grid SNR {g}")
-
-
-def canonical_json(doc: Mapping[str, Any]) -> bytes:
-    """The canonical UTF-8 JSON bytes that the checksum is computed over."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def compute_checksum(doc: Mapping[str, Any]) -> str:
-    """``"sha256:<hex>"`` over the canonical JSON of ``doc`` without its ``checksum`` key.
-
-    Args:
-        doc: the parsed JSON document (a plain dict, as ``json.loads`` returns it).
-    """
-    body = {k: v for k, v in doc.items() if k != "checksum"}
-    return CHECKSUM_PREFIX + hashlib.sha256(canonical_json(body)).hexdigest()
-
-
-def artifact_document(artifact: FrontArtifact) -> dict[str, Any]:
-    """The JSON document of ``artifact`` with its checksum computed (what :func:`dump_front` writes).
-
-    The checksum is computed on the round-tripped JSON so that it matches what a reader parses.
-    """
-    body = artifact.model_dump(mode="json", exclude={"checksum"})
-    body = json.loads(json.dumps(body, allow_nan=False))
-    return {"schema_version": body["schema_version"], "checksum": compute_checksum(body),
-            **{k: v for k, v in body.items() if k != "schema_version"}}
-
-
-def dump_front(artifact: FrontArtifact, path: str | os.PathLike[str]) -> FrontArtifact:
-    """Write ``artifact`` to ``path`` atomically, computing its checksum.
-
-    The document goes to a temporary file in the same directory, is flushed and fsynced, then
-    ``os.replace``-d over ``path``: a reader (the service reloading, a device syncing) sees either
-    the old file or the new one, never half of one.
-
-    Returns:
-        The artifact with its ``checksum`` set (as a reader will load it).
-    """
-    doc = artifact_document(artifact)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
-    atomic_write_bytes(target, data)
-    written = artifact.model_copy(update={"checksum": doc["checksum"]})
-    written._derived = {}  # model_copy shares private state; derived views belong to one object
-    return written
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name} (NaN/Infinity are not allowed)")
-
-
-def parse_front_document(data: bytes | str) -> dict[str, Any]:
-    """Parse JSON bytes into a dict, refusing NaN/Infinity and non-object documents.
-
-    Raises:
-        FrontLoadError: reason ``"malformed"``.
-    """
-    try:
-        doc = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FrontLoadError("malformed", f"not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise FrontLoadError("malformed", f"top level must be a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def front_from_document(doc: Mapping[str, Any]) -> FrontArtifact:
-    """Check version, checksum and schema of a parsed document, in that order.
-
-    The version is checked first (a newer format may checksum differently), then the checksum (so a
-    hand-edited value is reported as tampering even if it also breaks an invariant), then the
-    structure and invariants.
-
-    Raises:
-        FrontLoadError: with the reason and the offending field.
-    """
-    version = doc.get("schema_version")
-    if version is None:
-        raise FrontLoadError("malformed", "missing field 'schema_version'")
-    if version not in KNOWN_SCHEMA_VERSIONS:
-        raise FrontLoadError("version", f"schema_version {version!r} is not supported "
-                             f"(this code reads {sorted(KNOWN_SCHEMA_VERSIONS)})")
-    recorded = doc.get("checksum")
-    if not isinstance(recorded, str) or not recorded:
-        raise FrontLoadError("malformed", "missing field 'checksum'")
-    try:
-        actual = compute_checksum(doc)
-    except ValueError as exc:
-        raise FrontLoadError("malformed", f"cannot canonicalise document: {exc}") from None
-    if recorded != actual:
-        raise FrontLoadError("checksum", f"checksum mismatch: recorded {recorded}, content hashes to "
-                             f"{actual} (the file was modified or corrupted)")
-    try:
-        return FrontArtifact.model_validate(doc)
-    except ValidationError as exc:
-        raise FrontLoadError("malformed", format_validation_error(exc)) from None
-
-
-def load_front(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> FrontArtifact:
-    """Load and verify a front artifact.
-
-    Args:
-        source: a path to ``front.json`` (``str`` or ``PathLike``), or the document's bytes.
-
-    Raises:
-        FrontLoadError: ``reason`` ``"malformed"`` (unreadable file, invalid JSON, missing or
-            invalid field, broken invariant), ``"version"`` or ``"checksum"``.
-    """
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-    else:
-        try:
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise FrontLoadError("malformed", f"cannot read front file {str(source)!r}: "
-                                 f"{exc.strerror or exc}") from None
-    return front_from_document(parse_front_document(data))
-

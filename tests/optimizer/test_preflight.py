@@ -1,0 +1,92 @@
+"""Bad configs are refused before any model or data is loaded: fast, one line, naming the field."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from paretoctl.optimizer.config import ConfigError, parse_config
+from paretoctl.optimizer.preflight import preflight, split_index_error
+from tests.optimizer.conftest import ROOT, smoke_config_text
+
+
+def _raw() -> dict[str, Any]:
+    return yaml.safe_load(smoke_config_text())
+
+
+def _check(raw: dict[str, Any]) -> Any:
+    return preflight(parse_config(raw, "t.yaml", base_dir=ROOT / "configs"), "t.yaml")
+
+
+def test_the_smoke_config_passes_and_reports_the_depth() -> None:
+    assert _check(_raw()).depth == 12
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda c: c.update(split_index=13), "split_index: 13 is outside 0..12"),
+        (lambda c: c.update(device="devices/missing.yaml"), "device:"),
+        (lambda c: c["model"].update(name="vit_no_such_model"), "model.name:"),
+        (lambda c: c["model"].update(checkpoint="missing.safetensors"), "model.checkpoint: file not found"),
+        (lambda c: c["model"].update(kwargs={"bogus": 1}), "model.kwargs:"),
+        (lambda c: c["model"].update(kwargs={"depth": 6}), "model.kwargs:"),  # the bundled weights do not fit
+        (lambda c: c["data"].update(root="/nonexistent/fmnist"), "data.root:"),
+        (lambda c: c["data"].update(val_size=60000), "data.val_size:"),
+        (lambda c: c.update(data={"kind": "image_folder", "val_root": "/nonexistent/a", "test_root": "/tmp"}),
+         "data.val_root: folder not found"),
+        (lambda c: c["data"].update(split_seed=1), "data.split_seed:"),  # leaks training images
+    ],
+)
+def test_bad_config_is_refused_fast_naming_the_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
+    _check(_raw())  # imports warmed up: what is timed below is the checks themselves
+    raw = _raw()
+    mutate(raw)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        _check(raw)
+    elapsed = time.perf_counter() - t0
+    assert field in str(err.value) and "\n" not in str(err.value)
+    assert elapsed < 0.5, f"{elapsed:.2f} s: the check loaded something heavy"
+
+
+def test_leak_check_counts_training_images_in_the_validation_split() -> None:
+    """The bundled card says: trained on permutation(seed 0)[5000:]; seed 1's validation split overlaps it."""
+    raw = _raw()
+    raw["data"].update(split_seed=1, val_limit=None)
+    with pytest.raises(ConfigError) as err:
+        _check(raw)
+    trained = set(np.random.default_rng(0).permutation(60000)[5000:].tolist())
+    val = set(np.random.default_rng(1).permutation(60000)[:5000].tolist())
+    assert f"{len(trained & val)} of the validation images" in str(err.value)
+    raw["data"].update(split_seed=0, val_size=4000)  # a part of the card's own validation images: fine
+    assert _check(raw).depth == 12
+
+
+def test_split_index_rule() -> None:
+    assert split_index_error(0, 12) is None and split_index_error(12, 12) is None
+    assert split_index_error(13, 12) == "13 is outside 0..12 (the model has 12 blocks)"
+    assert split_index_error(-1, 12) is not None
+
+
+def test_preflight_reads_no_images(tmp_path: Path) -> None:
+    """Only the IDX header is read: a data root whose image files are empty still passes the header check."""
+    import gzip
+    import shutil
+
+    from paretoctl.models.data import find_fmnist_dir
+
+    src = find_fmnist_dir()
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(src / f"{name}.gz", tmp_path / f"{name}.gz")
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        with gzip.open(tmp_path / f"{name}.gz", "wb"):
+            pass
+    raw = _raw()
+    raw["data"]["root"] = str(tmp_path)
+    assert _check(raw).depth == 12
