@@ -8,12 +8,19 @@ the forward pass enough times to last about ``--min-time`` seconds, so batch 1 i
 
 Columns: FLOPs ratio = analytic merged / unmerged GFLOPs (``paretoctl.models.flops``); wall ratio = median
 merged / median unmerged time; efficiency = (1 - wall ratio) / (1 - FLOPs ratio), the share of the
-FLOPs saving that turns into time saved (1 is ideal; the goal is >= 0.8 at batch 64).
+FLOPs saving that turns into time saved (1 is ideal). Goals: >= 0.85 at batch 64; at batch 1 the
+bundled model no slower than unmerged at ~50% of the FLOPs, and deit_small >= 0.7.
+
+``--compiled`` times both sides compiled instead (``torch.compile`` of the unmerged model against
+:class:`paretoctl.models.compiled.CompiledMerging` of the merged one, compiled with compiled) and
+reports each compilation's wall time, a cost that an edge device pays once per schedule.
+``--threads 1,2`` repeats everything per thread count in the same run.
 
 Usage::
 
     python bench/merge_speed.py            # a few minutes on 2 CPU cores
     python bench/merge_speed.py --quick    # fewer rounds, to check it works
+    python bench/merge_speed.py --threads 1,2 --schedules half --compiled   # the issue #12 table
 
 Models are randomly initialised (timing does not depend on the weights); nothing is downloaded.
 """
@@ -27,7 +34,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +45,7 @@ from timm.models.vision_transformer import VisionTransformer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from paretoctl.models.compiled import CompiledMerging
 from paretoctl.models.flops import analytic_cost
 from paretoctl.models.patch import apply_merging, set_schedule
 from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule
@@ -56,6 +64,9 @@ class Row:
     flops_ratio: float
     ms: float
     wall_ratio: float
+    threads: int = 1
+    mode: str = "eager"
+    compile_s: float = math.nan
 
     @property
     def efficiency(self) -> float:
@@ -72,11 +83,25 @@ def build(name: str) -> VisionTransformer:
     return model
 
 
-def schedules_for(model: VisionTransformer) -> list[tuple[str, list[int]]]:
-    """Constant and decreasing ToMe schedules plus a few proportion vectors, sized to the model."""
+def half_flops_schedule(model: VisionTransformer) -> tuple[str, list[int]]:
+    """The uniform-proportion schedule whose analytic FLOPs come closest to half the unmerged model's."""
+    depth, patches = len(model.blocks), int(model.patch_embed.num_patches)
+    full = analytic_cost(model, None, 0).total_gflops
+    best = min((abs(analytic_cost(model, r, 0).total_gflops / full - 0.5), p, r)
+               for p in (i / 40 for i in range(41))
+               for r in [resolve_schedule([p] * depth, patches, depth)])
+    return f"p={best[1]:.3f} (~50% FLOPs)", best[2]
+
+
+def schedules_for(model: VisionTransformer, which: str = "all") -> list[tuple[str, list[int]]]:
+    """The ~50% FLOPs schedule, then (``which='all'``) ToMe's constant and decreasing schedules and a
+    few proportion vectors, sized to the model."""
+    if which == "half":
+        return [half_flops_schedule(model)]
     depth, patches = len(model.blocks), int(model.patch_embed.num_patches)
     r_small, r_large = max(1, patches // 24), max(2, patches // 15)  # 8 and 13 for 196 patches
     return [
+        half_flops_schedule(model),
         (f"constant r={r_small}", constant_r(r_small, depth, patches)),
         (f"constant r={r_large}", constant_r(r_large, depth, patches)),
         (f"decreasing r={r_small}", decreasing_r(r_small, depth, patches)),
@@ -85,7 +110,7 @@ def schedules_for(model: VisionTransformer) -> list[tuple[str, list[int]]]:
     ]
 
 
-def time_forward(model: torch.nn.Module, images: torch.Tensor, inner: int) -> float:
+def time_forward(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, inner: int) -> float:
     """Seconds per forward pass, averaged over ``inner`` back-to-back passes."""
     start = time.perf_counter()
     for _ in range(inner):
@@ -93,14 +118,21 @@ def time_forward(model: torch.nn.Module, images: torch.Tensor, inner: int) -> fl
     return (time.perf_counter() - start) / inner
 
 
-def bench(name: str, batch: int, rounds: int, min_time: float) -> list[Row]:
+def bench(name: str, batch: int, rounds: int, min_time: float, which: str = "all",
+          compiled: bool = False) -> list[Row]:
     """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved."""
     torch.manual_seed(0)
     base = build(name)
     merged = build(name)
     merged.load_state_dict(base.state_dict())
-    schedules = schedules_for(base)
+    schedules = schedules_for(base, which)
     apply_merging(merged, schedules[0][1])
+    threads = torch.get_num_threads()
+    base_fn: Callable[[torch.Tensor], torch.Tensor] = base
+    merged_fn: Callable[[torch.Tensor], torch.Tensor] = merged
+    compile_s: dict[str, float] = {}
+    if compiled:
+        base_fn, merged_fn = torch.compile(base, dynamic=False), CompiledMerging(merged, max_entries=len(schedules))
     channels = base.patch_embed.proj.in_channels
     height, width = base.patch_embed.img_size
     images = torch.randn(batch, channels, height, width)
@@ -109,12 +141,17 @@ def bench(name: str, batch: int, rounds: int, min_time: float) -> list[Row]:
 
     def run(label: str, inner: int) -> float:
         if label == UNMERGED:
-            return time_forward(base, images, inner)
+            return time_forward(base_fn, images, inner)
         set_schedule(merged, r_of[label])
-        return time_forward(merged, images, inner)
+        return time_forward(merged_fn, images, inner)
 
     times: dict[str, list[float]] = {label: [] for label in configs}
     with torch.inference_mode():
+        if compiled:  # compile everything first; the first call's wall time is the compile cost
+            for label in configs:
+                start = time.perf_counter()
+                run(label, 1)
+                compile_s[label] = time.perf_counter() - start
         warm = {label: run(label, 1) for label in (UNMERGED, configs[1])}  # warm-up (allocator, threads)
         inner = max(1, math.ceil(min_time / warm[UNMERGED]))
         for i in range(rounds):
@@ -124,26 +161,30 @@ def bench(name: str, batch: int, rounds: int, min_time: float) -> list[Row]:
 
     reference_gflops = analytic_cost(base, None, 0).total_gflops
     reference_s = statistics.median(times[UNMERGED])
-    rows = [Row(name, UNMERGED, batch, reference_gflops, 1.0, 1000 * reference_s, 1.0)]
+    mode = "compiled" if compiled else "eager"
+    rows = [Row(name, UNMERGED, batch, reference_gflops, 1.0, 1000 * reference_s, 1.0, threads, mode,
+                compile_s.get(UNMERGED, math.nan))]
     for label, r in schedules:
         gflops = analytic_cost(base, r, 0).total_gflops
         seconds = statistics.median(times[label])
         rows.append(Row(name, label, batch, gflops, gflops / reference_gflops, 1000 * seconds,
-                        seconds / reference_s))
+                        seconds / reference_s, threads, mode, compile_s.get(label, math.nan)))
     return rows
 
 
 def markdown(rows: Sequence[Row]) -> str:
     """The results as a markdown table."""
     lines = [
-        "| model | schedule | batch | GFLOPs/img | FLOPs ratio | ms/batch | wall ratio | efficiency |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | schedule | mode | threads | batch | GFLOPs/img | FLOPs ratio | ms/batch | wall ratio "
+        "| efficiency | compile s |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         eff = "-" if math.isnan(row.efficiency) else f"{row.efficiency:.2f}"
+        comp = "-" if math.isnan(row.compile_s) else f"{row.compile_s:.1f}"
         lines.append(
-            f"| {row.model} | {row.schedule} | {row.batch} | {row.gflops:.3f} | {row.flops_ratio:.3f} | "
-            f"{row.ms:.1f} | {row.wall_ratio:.3f} | {eff} |"
+            f"| {row.model} | {row.schedule} | {row.mode} | {row.threads} | {row.batch} | {row.gflops:.3f} | "
+            f"{row.flops_ratio:.3f} | {row.ms:.2f} | {row.wall_ratio:.3f} | {eff} | {comp} |"
         )
     return "\n".join(lines)
 
@@ -152,7 +193,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2 rounds instead of 5 (checks that it works)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated torch thread counts, each run in turn (default: torch's own)")
+    parser.add_argument("--schedules", choices=("all", "half"), default="all",
+                        help="'half': only the uniform schedule nearest 50%% of the FLOPs")
+    parser.add_argument("--compiled", action="store_true",
+                        help="compare compiled with compiled (torch.compile), reporting compile times")
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds each measurement lasts at least (default 0.3, quick 0.1)")
     parser.add_argument("--models", default="deit_small_patch16_224,vit_fmnist_patch4_28",
@@ -163,21 +209,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     rounds = args.rounds or (2 if args.quick else 5)
     min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.3)
     started = time.perf_counter()
     rows: list[Row] = []
-    for name in args.models.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            rows.extend(bench(name.strip(), batch, rounds, min_time))
+    start_load = os.getloadavg()[0]
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for name in args.models.split(","):
+            for batch in (int(b) for b in args.batches.split(",")):
+                rows.extend(bench(name.strip(), batch, rounds, min_time, args.schedules, args.compiled))
     load = os.getloadavg()[0]
     cpus = os.cpu_count() or 1
     print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())
-    print(f"torch {torch.__version__}, timm {timm.__version__}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__}, timm {timm.__version__}, threads {thread_counts}, "
           f"{cpus} CPUs ({platform.processor() or platform.machine()}), {rounds} rounds, "
-          f"median; {time.perf_counter() - started:.0f} s in all; load average {load:.1f}\n")
+          f"median; {time.perf_counter() - started:.0f} s in all; load average {start_load:.1f} at the start, "
+          f"{load:.1f} at the end\n")
     if load > 0.5 * cpus:
         print(f"WARNING: load average {load:.1f} on {cpus} CPUs: other jobs share the cores, so these "
               "timings are noisy (and threads that wait on each other make it worse; try --threads 1).\n")

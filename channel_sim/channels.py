@@ -400,7 +400,10 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "awgn": ("equaliser",),
     "rayleigh": ("block", "equaliser"),
     "rician": ("k_factor", "block", "equaliser", "los_phase"),
+    "digital": ("bits", "clip_sigma", "gap_db", "rate", "outage_target", "block_uses", "on_loss"),
 }
+DIGITAL_KINDS = ("awgn", "rayleigh", "rician")
+"""Kinds a digital link (``link="digital"``, :mod:`paretoctl.channel_sim.digital`) runs over."""
 
 
 def make_channel(kind: str, **params: Any) -> Channel:
@@ -409,7 +412,10 @@ def make_channel(kind: str, **params: Any) -> Channel:
     Args:
         kind: ``"ideal"``, ``"awgn"``, ``"rayleigh"`` or ``"rician"``.
         **params: ``equaliser`` (awgn, rayleigh, rician), ``block`` (rayleigh, rician), ``k_factor``
-            and ``los_phase`` (rician; ``k_factor`` defaults to 4, i.e. 6 dB).
+            and ``los_phase`` (rician; ``k_factor`` defaults to 4, i.e. 6 dB). ``link="digital"``
+            (default ``"analog"``) builds a :class:`paretoctl.channel_sim.digital.DigitalChannel` over
+            awgn, rayleigh or rician instead, with ``bits``, ``clip_sigma``, ``gap_db``, ``rate``,
+            ``outage_target``, ``block_uses``, ``on_loss`` (and ``k_factor`` for rician).
 
     Returns:
         The channel module.
@@ -423,6 +429,18 @@ def make_channel(kind: str, **params: Any) -> Channel:
     """
     if kind not in CHANNEL_KINDS:
         raise ValueError(f"unknown channel kind {kind!r}; expected one of {tuple(CHANNEL_KINDS)}")
+    link = params.pop("link", "analog")
+    if link == "digital":
+        from paretoctl.channel_sim.digital import DigitalChannel  # imports this module
+
+        if kind not in DIGITAL_KINDS:
+            raise ValueError(f"a digital link needs kind one of {DIGITAL_KINDS}, got {kind!r}")
+        unknown = sorted(set(params) - set(_PARAMS["digital"]) - ({"k_factor"} if kind == "rician" else set()))
+        if unknown:
+            raise ValueError(f"digital {kind!r} link takes parameters {_PARAMS['digital']}, got unknown {unknown}")
+        return DigitalChannel(kind, **params)
+    if link != "analog":
+        raise ValueError(f"link must be 'analog' or 'digital', got {link!r}")
     unknown = sorted(set(params) - set(_PARAMS[kind]))
     if unknown:
         raise ValueError(f"channel {kind!r} takes parameters {_PARAMS[kind]}, got unknown {unknown}")

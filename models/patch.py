@@ -35,12 +35,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
 from timm.layers.attention import Attention
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from paretoctl.models.merge import bipartite_soft_matching, merge_source, merge_weighted
+from paretoctl.models.merge import bipartite_soft_matching, match_and_merge, merge_source, merge_weighted
 from paretoctl.models.schedule import validate_r
 from paretoctl.models.split import (
     SCHEDULE_ATTR,
@@ -70,13 +71,41 @@ def _mean_over_heads(k: torch.Tensor) -> torch.Tensor:
     """``[B, H, N, d]`` -> ``[B, N, d]``, the ToMe merge metric.
 
     timm's ``k`` is a strided view into the fused qkv output; summing its head slices one by one is
-    about twice as fast on CPU as ``k.mean(dim=1)``, which reduces across that awkward stride.
+    about twice as fast on CPU as ``k.mean(dim=1)``, which reduces across that awkward stride, at
+    batch 64; at batch 1 one ``sum`` (the same additions in the same order) beats the ``H + 2``
+    operators of the loop.
     """
+    if k.shape[0] == 1:
+        return k.sum(dim=1).div_(k.shape[1])
     heads = k.unbind(1)
     total = heads[0] + heads[1] if len(heads) > 1 else heads[0].clone()
     for head in heads[2:]:
         total.add_(head)
     return total.div_(len(heads))
+
+
+_SKIPPED_IN_EVAL = (nn.Dropout, DropPath)
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, except that an ``Identity`` (or a dropout in eval mode) returns ``x`` uncalled.
+
+    Why: at batch 1 a module call costs about a microsecond however little it does, and a timm block
+    calls up to ten pass-through modules (q/k norm, LayerScale, drop path, dropouts); the outputs are
+    the same objects either way.
+    """
+    kind = type(module)
+    if kind is nn.Identity or (kind in _SKIPPED_IN_EVAL and not module.training):
+        return x
+    return module(x)
+
+
+def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """timm ``Mlp.forward`` with pass-through modules skipped (:func:`_run`); other MLPs are called."""
+    if type(mlp) is not Mlp:
+        return mlp(x)  # type: ignore[no-any-return]
+    x = _run(mlp.drop1, mlp.act(mlp.fc1(x)))
+    return _run(mlp.drop2, mlp.fc2(_run(mlp.norm, x)))
 
 
 class MergingAttention(Attention):
@@ -105,17 +134,17 @@ class MergingAttention(Attention):
         gate_value = gate(x).sigmoid() if gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        if attn_bias is not None:
+        q, k = _run(self.q_norm, q), _run(self.k_norm, k)
+        if attn_bias is not None and attn_bias.dtype != q.dtype:
             attn_bias = attn_bias.to(q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.0
         )
         out = out.transpose(1, 2).reshape(batch, num_tokens, self.num_heads * self.head_dim)
-        out = self.norm(out)
+        out = _run(self.norm, out)
         if gate_value is not None:
             out = out * gate_value
-        out = self.proj_drop(self.proj(out))
+        out = _run(self.proj_drop, self.proj(out))
         return out, (_mean_over_heads(k) if need_metric else None)
 
 
@@ -140,15 +169,16 @@ class MergingBlock(Block):
             The state with ``N - r`` tokens.
         """
         x, size, source = state.tokens, state.size, state.source
-        bias = size.log().transpose(1, 2).unsqueeze(1) if prop_attn else None  # [B, 1, 1, N]
+        bias = size.log().reshape(size.shape[0], 1, 1, -1) if prop_attn else None  # [B, 1, 1, N]
         attn_out, metric = self.attn(self.norm1(x), bias, need_metric=r > 0)
-        x = x + self.drop_path1(self.ls1(attn_out))
-        if metric is not None:
+        x = x + _run(self.drop_path1, _run(self.ls1, attn_out))
+        if metric is not None and source is None:
+            x, size = match_and_merge(x, size, metric, r, num_prefix)  # same result, fewer operators
+        elif metric is not None:
             plan = bipartite_soft_matching(metric, r, num_prefix)
             x, size = merge_weighted(x, size, plan)
-            if source is not None:
-                source = merge_source(source, plan)
-        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+            source = merge_source(source, plan)
+        x = x + _run(self.drop_path2, _run(self.ls2, _mlp(self.mlp, self.norm2(x))))
         return TokenState(tokens=x, size=size, source=source)
 
 

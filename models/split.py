@@ -28,6 +28,7 @@ __all__ = [
     "SCHEDULE_ATTR",
     "TRACE_SOURCE_ATTR",
     "TokenState",
+    "check_split",
     "edge_forward",
     "embed_tokens",
     "head_forward",
@@ -70,7 +71,8 @@ def _depth(model: VisionTransformer) -> int:
     return len(model.blocks)
 
 
-def _check_split(model: VisionTransformer, split: int) -> None:
+def check_split(model: VisionTransformer, split: int) -> None:
+    """Raise ValueError unless ``split`` is an int in ``0..L`` (``L`` blocks)."""
     depth = _depth(model)
     if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= depth:
         raise ValueError(f"split must be an integer in 0..{depth} (the model has {depth} blocks), got {split!r}")
@@ -182,7 +184,7 @@ def edge_forward(model: VisionTransformer, images: torch.Tensor, split: int) -> 
     Raises:
         ValueError: ``split`` is out of range.
     """
-    _check_split(model, split)
+    check_split(model, split)
     return run_blocks(model, embed_tokens(model, images), 0, split)
 
 
@@ -200,5 +202,5 @@ def server_forward(model: VisionTransformer, state: TokenState, split: int) -> t
     Raises:
         ValueError: ``split`` is out of range.
     """
-    _check_split(model, split)
+    check_split(model, split)
     return head_forward(model, run_blocks(model, state, split, _depth(model)))

@@ -19,10 +19,12 @@ is left as it was (the build seeds its own inside ``torch.random.fork_rng``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -33,11 +35,14 @@ import torch
 from paretoctl.models.identity import model_identity
 from paretoctl.optimizer.archive import JsonlArchive, PlanStore
 from paretoctl.optimizer.builddir import BuildError, BuildLock, check_records, prepare_directory
-from paretoctl.optimizer.config import BuildConfig, ConfigError
-from paretoctl.optimizer.evaluator import Evaluation, Evaluator, make_batches, tokens_entering
+from paretoctl.optimizer.config import BuildConfig
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator, tokens_entering
+from paretoctl.optimizer.executor import Executor, Split, load_model, make_evaluator, make_executor, open_split
 from paretoctl.optimizer.pareto import (
+    DEFAULT_MAX_ACCURACY_DROP,
     OBJECTIVES,
     hypervolume,
+    objective_stderr,
     objective_vector,
     per_snr_hypervolumes,
     per_snr_pareto_ids,
@@ -47,10 +52,13 @@ from paretoctl.optimizer.pareto import (
 )
 from paretoctl.optimizer.preflight import Preflight, preflight
 from paretoctl.optimizer.proposers import batches_for, make_proposer
+from paretoctl.optimizer.runtime import set_threads
 from paretoctl.optimizer.space import SearchSpace, ViTShape
 from paretoctl.service.fileio import atomic_write_text, ensure_writable_dir
 
 ProgressFn = Callable[[str, int, int, float | None], None]
+MARKS_TAG = "uniform-marks"
+"""Archive tag of ToMe's uniform schedules measured before the search (``search.uniform_marks``)."""
 
 
 def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, index: int,
@@ -87,6 +95,10 @@ class BuildContext:
     progress: ProgressFn
     sizes: dict[str, int]
     profile: Any
+    executor: Executor | None = None
+    """Runs batches of evaluations (``runtime.executor``); None evaluates in this process."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds spent in this session, keyed ``"<tag>/propose"`` and ``"<tag>/evaluate"``."""
 
     def __post_init__(self) -> None:
         self._cache: dict[tuple[int, ...], Evaluation] = {}
@@ -96,10 +108,29 @@ class BuildContext:
 
     def evaluate_val(self, r: list[int]) -> Evaluation:
         """Validation evaluation of ``r``, reusing an earlier identical schedule's measurement."""
-        key = tuple(r)
-        if key not in self._cache:
-            self._cache[key] = self.val.evaluate(r)
-        return self._cache[key]
+        return next(self.evaluate_val_many([r]))
+
+    def evaluate_val_many(self, rs: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
+        """Validation evaluations of ``rs``, in order; the new schedules go to the executor together."""
+        fresh = list(dict.fromkeys(tuple(r) for r in rs if tuple(r) not in self._cache))
+        results = self.evaluate_many("val", [list(k) for k in fresh])
+        for r in rs:
+            key = tuple(r)
+            if key not in self._cache:  # the next fresh schedule, in first-appearance order
+                self._cache[key] = next(results)
+            yield self._cache[key]
+
+    def evaluate_many(self, split: Split, rs: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
+        """Evaluations of ``rs`` on ``split`` by the executor, yielded in order as they finish."""
+        if self.executor is not None:
+            return self.executor.evaluate(split, rs)
+        evaluator = self.val if split == "val" else self.test
+        return (evaluator.evaluate(list(r)) for r in rs)
+
+    def close(self) -> None:
+        """Release the executor's workers."""
+        if self.executor is not None:
+            self.executor.close()
 
     @property
     def test(self) -> Evaluator:
@@ -141,7 +172,7 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
     s = ctx.cfg.search
     proposer = make_proposer(method, ctx.space, seed, s.q, s.initial, budget, s.num_restarts,
                              s.raw_samples, s.mc_samples, s.maxiter)
-    ref_point = reference_point(ref)
+    ref_point = reference_point(ref, s.max_accuracy_drop)
     sizes = batches_for(proposer, budget)
     for batch, size in enumerate(sizes):
         done = {rec["index"]: rec for rec in ctx.archive.where(method=tag, batch=batch)}
@@ -153,22 +184,28 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
         if planned is None:
             hist = ctx.archive.where(method=tag)
             if getattr(proposer, "uses_reference", False):
-                hist = [dict(ref), *hist]
+                # The model-based proposer sees every evaluation made before it started (the unmerged
+                # model and the uniform marks) plus its own; other methods' searches are left out, so
+                # a benchmark stays at equal budget and the history does not depend on run order.
+                hist = [dict(ref), *ctx.archive.where(method=MARKS_TAG), *hist]
             x = torch.tensor([h["x"] for h in hist], dtype=torch.double).reshape(-1, ctx.space.dim)
             y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
-            planned = proposer.propose(batch, x, y, ref_point, size)
+            y_var = torch.tensor([objective_stderr(h) ** 2 for h in hist], dtype=torch.double)
+            started = time.perf_counter()
+            planned = proposer.propose(batch, x, y, ref_point, size, y_var=y_var)
+            ctx.seconds[f"{tag}/propose"] = ctx.seconds.get(f"{tag}/propose", 0.0) + time.perf_counter() - started
             ctx.plan.put(tag, batch, planned)
         _check_plan(ctx, tag, batch, planned, size, done)
-        for index, x_point in enumerate(planned):
-            if index in done:
-                continue
-            r = ctx.space.to_r(x_point)
-            rec = evaluation_record(ctx.evaluate_val(r), ctx.next_id(), tag, batch, index, x_point,
-                                    batch_x=planned)
+        todo = [(index, x_point) for index, x_point in enumerate(planned) if index not in done]
+        started = time.perf_counter()
+        evaluations = ctx.evaluate_val_many([ctx.space.to_r(x_point) for _, x_point in todo])
+        for (index, x_point), ev in zip(todo, evaluations, strict=True):  # in plan order: resume stays exact
+            rec = evaluation_record(ev, ctx.next_id(), tag, batch, index, x_point, batch_x=planned)
             ctx.archive.append(rec)
             mine = ctx.archive.where(method=tag)
             hv = hypervolume(torch.tensor([objective_vector(m, ref) for m in mine]), ref_point)
             ctx.progress(tag, len(mine), budget, hv)
+        ctx.seconds[f"{tag}/evaluate"] = ctx.seconds.get(f"{tag}/evaluate", 0.0) + time.perf_counter() - started
     return ctx.archive.where(method=tag)
 
 
@@ -200,23 +237,29 @@ def _check_plan(ctx: BuildContext, tag: str, batch: int, planned: Sequence[Seque
 
 
 def convergence(records_by_method: Mapping[str, Sequence[Mapping[str, Any]]], ref: Mapping[str, Any],
-                snr_grid: Sequence[float]) -> dict[str, Any]:
-    """Hypervolume after each evaluation, overall (the search objectives) and per (channel, SNR)."""
-    ref_point = reference_point(ref)
+                snr_grid: Sequence[float], max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> dict[str, Any]:
+    """Hypervolume inside the region of interest after each evaluation, overall and per (channel, SNR)."""
+    ref_point = reference_point(ref, max_accuracy_drop)
     methods: dict[str, list[dict[str, Any]]] = {}
     for name, recs in records_by_method.items():
         curve = []
         for n in range(1, len(recs) + 1):
             y = torch.tensor([objective_vector(r, ref) for r in recs[:n]])
             curve.append({"n_evals": n, "hypervolume": hypervolume(y, ref_point),
-                          "hv_per_snr": per_snr_hypervolumes(recs[:n], ref, snr_grid)})
+                          "hv_per_snr": per_snr_hypervolumes(recs[:n], ref, snr_grid, max_accuracy_drop)})
         methods[name] = curve
-    return {"objectives": list(OBJECTIVES), "ref_point": ref_point, "methods": methods}
+    return {"objectives": list(OBJECTIVES), "ref_point": ref_point, "max_accuracy_drop": max_accuracy_drop,
+            "methods": methods}
 
 
 def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
-                 cap: int) -> list[dict[str, Any]]:
-    """Union of the per-SNR validation fronts, thinned greedily to ``cap`` by summed per-SNR hypervolume."""
+                 cap: int, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> list[dict[str, Any]]:
+    """Union of the per-SNR validation fronts, thinned greedily to ``cap`` by summed per-SNR hypervolume.
+
+    The thinning ranks by hypervolume inside the region of interest first and by the wide region's
+    (``pareto.WIDE_MARGIN``) second, so the front stays dense where users go and keeps cheap
+    configurations only as far as the cap leaves room.
+    """
     fronts = per_snr_pareto_ids(candidates, ref, snr_grid)
     on_front = {i for f in fronts for i in f["config_ids"]}
     pool = [c for c in candidates if c["id"] in on_front]
@@ -224,11 +267,10 @@ def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], s
         return pool
     keys = [(ch, i) for ch in ref["accuracy_val"] for i in range(len(snr_grid))]
 
-    def total_hv(chosen: list[dict[str, Any]]) -> float:
-        return sum(
-            hypervolume(torch.tensor([snr_objectives(c, ref, ch, i) for c in chosen]), snr_reference(ref, ch, i))
-            for ch, i in keys
-        )
+    def total_hv(chosen: list[dict[str, Any]]) -> tuple[float, float]:
+        ys = {(ch, i): torch.tensor([snr_objectives(c, ref, ch, i) for c in chosen]) for ch, i in keys}
+        return (sum(hypervolume(y, snr_reference(ref, ch, i, max_accuracy_drop)) for (ch, i), y in ys.items()),
+                sum(hypervolume(y, snr_reference(ref, ch, i, None)) for (ch, i), y in ys.items()))
 
     chosen: list[dict[str, Any]] = []
     while len(chosen) < cap:
@@ -248,12 +290,17 @@ def _package_versions() -> dict[str, str]:
 
 
 def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: SearchSpace,
-                  profile: Any) -> dict[str, Any]:
+                  profile: Any, channels: Sequence[Any] = ()) -> dict[str, Any]:
     from paretoctl.service.latency import predict_latency
+    from paretoctl.service.link import link_from_channel, payload_bits
 
     lat = predict_latency(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)
     props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
+    links = {c.label: link_from_channel(c.kind, c.params) for c in channels}
+    bits = {label: payload_bits(rec["tokens_sent"], space.shape.embed_dim, link.bits, space.shape.num_patches)
+            for label, link in links.items() if link is not None}
     return {
+        **({"bits": bits} if bits else {}),
         "id": rec["id"], "source": rec["method"].split("-")[0],
         "proportions": props, "r": rec["r"],
         "tokens_per_layer": tokens_entering(rec["r"], space.shape.num_patches, space.shape.num_prefix),
@@ -271,17 +318,16 @@ def config_id(rec: Mapping[str, Any]) -> str:
 def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Test-split measurements of ``recs``, resumable through ``test_archive.jsonl``."""
     done = {tuple(t["r"]): t for t in ctx.test_archive}
-    out: dict[str, dict[str, Any]] = {}
-    for k, rec in enumerate(recs):
-        key = tuple(rec["r"])
-        if key not in done:
-            ctx.progress("test split", k, len(recs), None)
-            ev = ctx.test.evaluate(rec["r"])
-            done[key] = evaluation_record(ev, len(ctx.test_archive), rec["method"], 0, k, None, split="test")
-            ctx.test_archive.append(done[key])
-        out[rec["id"]] = done[key]
-    ctx.progress("test split", len(recs), len(recs), None)
-    return out
+    first = {tuple(rec["r"]): k for k, rec in reversed(list(enumerate(recs)))}
+    pending = [key for key in first if key not in done]
+    pending.sort(key=first.__getitem__)
+    ctx.progress("test split", len(recs) - len(pending), len(recs), None)
+    for n, (key, ev) in enumerate(zip(pending, ctx.evaluate_many("test", [list(p) for p in pending]), strict=True)):
+        k = first[key]
+        done[key] = evaluation_record(ev, len(ctx.test_archive), recs[k]["method"], 0, k, None, split="test")
+        ctx.test_archive.append(done[key])
+        ctx.progress("test split", len(recs) - len(pending) + n + 1, len(recs), None)
+    return {rec["id"]: done[tuple(rec["r"])] for rec in recs}
 
 
 def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict[str, Any]],
@@ -291,7 +337,7 @@ def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict
 
     profile = ctx.profile
     grid = ctx.cfg.channel.snr_grid_db
-    entries = [_config_entry(r, test[r["id"]], ctx.space, profile) for r in front_recs]
+    entries = [_config_entry(r, test[r["id"]], ctx.space, profile, ctx.cfg.channel.kinds) for r in front_recs]
     pareto = per_snr_pareto_ids(front_recs, ref, grid)
     doc = {
         "schema_version": FrontArtifact.model_fields["schema_version"].default,
@@ -315,9 +361,6 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
     ``checked`` is the result of :func:`paretoctl.optimizer.preflight.preflight` (run here when None).
     The caller holds the directory's lock (:class:`paretoctl.optimizer.builddir.BuildLock`).
     """
-    from paretoctl.models.data import image_folder, load_fmnist, subset
-    from paretoctl.models.loading import ModelSpec, create_model
-
     checked = checked or preflight(cfg)
     archive = JsonlArchive(out / "archive.jsonl")
     prepare_directory(out, cfg, len(archive), resume)
@@ -325,30 +368,16 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
     check_records(archive, archive.path, cfg, checked.depth)
     check_records(test_archive, test_archive.path, cfg, checked.depth, split="accuracy_test")
     plan = PlanStore(out / "plan.json")
-    try:
-        model = create_model(ModelSpec(cfg.model.name, cfg.model.checkpoint, cfg.model.pretrained, cfg.model.kwargs))
-    except ValueError as err:  # a checkpoint that does not fit the architecture
-        raise ConfigError(f"model: {' '.join(str(err).split())}") from None
-    d = cfg.data
-    val_ds: Any
-    test_ds: Any
-    if d.kind == "fmnist":
-        splits = load_fmnist(d.root, d.val_size, d.split_seed)
-        val_ds, test_ds = splits.val, splits.test
-    else:
-        val_ds, test_ds = image_folder(d.val_root or "", model), image_folder(d.test_root or "", model)
-    val_ds = subset(val_ds, d.val_limit, seed=d.split_seed)
-    test_ds = subset(test_ds, d.test_limit, seed=d.split_seed)
-    ch = cfg.channel
-
-    def evaluator(ds: Any) -> Evaluator:
-        return Evaluator(model, make_batches(ds, d.batch_size), ch.kinds, ch.snr_grid_db, cfg.split_index,
-                         ch.draws, seed=cfg.search.seed)
-
-    val = evaluator(val_ds)
+    model = load_model(cfg)
+    val_ds, test_ds = open_split(cfg, "val", model), open_split(cfg, "test", model)  # lazy: file lists only
+    val = make_evaluator(cfg, "val", model, val_ds)
     space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
-    return BuildContext(cfg, out, val, lambda: evaluator(test_ds), space, archive, test_archive, plan, progress,
-                        sizes={"val": len(val_ds), "test": len(test_ds)}, profile=checked.profile)
+    ctx = BuildContext(cfg, out, val, lambda: make_evaluator(cfg, "test", model, test_ds), space, archive,
+                       test_archive, plan, progress, sizes={"val": len(val_ds), "test": len(test_ds)},
+                       profile=checked.profile)
+    if cfg.runtime.executor != "local":
+        ctx.executor = make_executor(cfg, model, lambda split: ctx.val if split == "val" else ctx.test)
+    return ctx
 
 
 def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: ProgressFn | None = None,
@@ -362,30 +391,35 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
         ArchiveError: an archive or plan file is corrupt.
     """
     progress = progress or (lambda *_: None)
-    checked = preflight(cfg, source)
+    checked = preflight(cfg, source)  # nothing is loaded or written before this passes
     ensure_writable_dir(out)
-    with BuildLock(out), torch.random.fork_rng(devices=[]):
+    with BuildLock(out), torch.random.fork_rng(devices=[]), contextlib.ExitStack() as cleanup:
         torch.manual_seed(cfg.search.seed)  # timm's weight init before loading; the evaluations seed their own
-        return _run_locked(cfg, out, resume, progress, checked)
+        cleanup.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's threads, restored
+        set_threads(cfg.runtime.threads)
+        return _run_locked(cfg, out, resume, progress, checked, cleanup)
 
 
-def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn, checked: Preflight) -> Path:
+def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn, checked: Preflight,
+                cleanup: contextlib.ExitStack) -> Path:
     ctx = open_context(cfg, out, resume, progress, checked)
+    cleanup.callback(ctx.close)  # stops Ray actors (and a Ray instance the build started), even on errors
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
     by_method: dict[str, list[dict[str, Any]]] = {}
-    marks = run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag="uniform-marks") if s.uniform_marks else []
+    marks = run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag=MARKS_TAG) if s.uniform_marks else []
     by_method[s.method] = run_method(ctx, s.method, s.budget, s.seed, ref)
     for base in s.baselines:
         if base != s.method:
             by_method[base] = run_method(ctx, base, s.budget, s.seed, ref)
-    atomic_write_text(out / "convergence.json", json.dumps(convergence(by_method, ref, grid)))
+    conv = {**convergence(by_method, ref, grid, s.max_accuracy_drop), "seconds": dict(ctx.seconds)}
+    atomic_write_text(out / "convergence.json", json.dumps(conv))
 
     def with_id(rec: dict[str, Any]) -> dict[str, Any]:
         return {**rec, "id": config_id(rec)}
 
     searched = [with_id(r) for recs in by_method.values() for r in recs]
-    front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs)
+    front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs, s.max_accuracy_drop)
     candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
     for c in candidates:  # one entry per schedule: the reference first, then the marks, then the search

@@ -79,11 +79,21 @@ def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): doc}
 
 
+RESULT_NEUTRAL_KEYS = ("runtime.executor", "runtime.threads", "runtime.loader_workers", "runtime.ray_")
+"""Settings that change where and how fast evaluations run, never what they measure: a build may resume
+under other values (on Ray after a local start, with more threads). ``runtime.device`` and
+``runtime.precision`` change the arithmetic, so they are compared."""
+
+
 def config_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """``key: recorded -> wanted`` for every dotted key whose value differs between two canonical configs."""
+    """``key: recorded -> wanted`` for every dotted key whose value differs between two canonical configs.
+
+    Keys in :data:`RESULT_NEUTRAL_KEYS` are not differences.
+    """
     a, b = _flatten(dict(recorded)), _flatten(dict(wanted))
     return [f"{k}: {a.get(k, '<unset>')!r} recorded, {b.get(k, '<unset>')!r} now"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not k.startswith(RESULT_NEUTRAL_KEYS)]
 
 
 def config_yaml(cfg: BuildConfig) -> str:

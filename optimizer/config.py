@@ -106,9 +106,10 @@ class ChannelSpec(ArtifactChannelSpec):
 
     @property
     def label(self) -> str:
-        """Key used in artifacts: the kind, plus K for Rician."""
+        """Key used in artifacts: the kind, plus K for Rician, plus ``-digital`` for a digital link."""
         k = self.params.get("k_factor")
-        return self.kind if k is None else f"{self.kind}-k{float(k):g}"
+        label = self.kind if k is None else f"{self.kind}-k{float(k):g}"
+        return f"{label}-digital" if self.params.get("link") == "digital" else label
 
 
 class ChannelSection(_Strict):
@@ -148,6 +149,11 @@ class SearchSection(_Strict):
     uniform_marks: bool = True
     baselines: list[MethodName] = Field(default_factory=list)
     max_front_configs: int = Field(16, ge=1)
+    max_accuracy_drop: float = Field(3.0, gt=0, le=50)
+    """Region of interest: points of grid-mean validation accuracy a user gives up at most. The
+    hypervolume reference point sits this far below the unmerged model, so the search spends its
+    budget where users go. 3 points: policy users ask for 0.25-2 points; the extra point leaves the
+    GP room to see the edge of the region (``paretoctl.optimizer.pareto``)."""
     num_restarts: int = Field(6, ge=1)
     raw_samples: int = Field(128, ge=1)
     mc_samples: int = Field(32, ge=1)

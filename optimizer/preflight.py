@@ -132,8 +132,12 @@ def check_data(cfg: BuildConfig, source: str) -> None:
 
 def preflight(cfg: BuildConfig, source: str = "<config>") -> Preflight:
     """Run every check that needs no model weights or images; raises ``ConfigError`` on the first failure."""
+    from paretoctl.optimizer.runtime import runtime_error
     from paretoctl.service.latency import ProfileError, load_profile
 
+    problem = runtime_error(cfg.runtime)  # an absent GPU or Ray
+    if problem:
+        raise _fail(source, problem[0], problem[1])
     try:
         profile = load_profile(cfg.device)
     except ProfileError as err:

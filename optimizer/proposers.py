@@ -4,10 +4,15 @@ A proposer turns the history of its own evaluations (unit-cube points and object
 the next batch of unit-cube points. Every proposer is a deterministic function of (seed, batch index,
 history), so a resumed build asks for the same candidates; the build also stores each planned batch
 before evaluating it (``paretoctl.optimizer.archive.PlanStore``).
+
+The history a proposer is given is every evaluation the build wants it to learn from: for BoTorch the
+unmerged model, the uniform marks and its own evaluations (``paretoctl.optimizer.build.run_method``),
+with ``y_var``, the known variance of each accuracy objective.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -19,6 +24,8 @@ from torch.quasirandom import SobolEngine
 from paretoctl.models.schedule import constant_r, decreasing_r
 from paretoctl.optimizer.space import SearchSpace
 
+logger = logging.getLogger(__name__)
+
 
 class Proposer(Protocol):
     """Proposes a batch of unit-cube points from the history of this method's evaluations."""
@@ -28,8 +35,9 @@ class Proposer(Protocol):
         ...
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                n: int) -> list[list[float]]:
-        """``n`` new points, given history ``x`` ``[k, L]`` and maximised objectives ``y`` ``[k, 3]``."""
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
+        """``n`` new points, given history ``x`` ``[k, L]``, maximised objectives ``y`` ``[k, 3]`` and,
+        when known, the variance ``y_var`` ``[k]`` of the accuracy objective ``y[:, 0]``."""
         ...
 
 
@@ -51,8 +59,20 @@ class SobolProposer:
         return self.q
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                n: int) -> list[list[float]]:
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
         return sobol_points(n, self.space.dim, self.seed, skip=len(x)).tolist()
+
+
+def tome_schedules(space: SearchSpace) -> list[list[int]]:
+    """ToMe's constant and linearly decreasing schedules over every r, distinct, least merging first."""
+    s = space.shape
+    schedules: list[list[int]] = []
+    for r in range(0, s.num_patches // 2 + 1):
+        for sched in (constant_r(r, s.depth, s.num_patches), decreasing_r(r, s.depth, s.num_patches)):
+            if sched not in schedules:
+                schedules.append(sched)
+    schedules.sort(key=lambda sch: sum(sch))
+    return schedules
 
 
 class UniformProposer:
@@ -64,14 +84,7 @@ class UniformProposer:
 
     def __init__(self, space: SearchSpace, q: int, budget: int) -> None:
         self.space, self.q, self.budget = space, q, budget
-        s = space.shape
-        schedules: list[list[int]] = []
-        for r in range(0, s.num_patches // 2 + 1):
-            for sched in (constant_r(r, s.depth, s.num_patches), decreasing_r(r, s.depth, s.num_patches)):
-                if sched not in schedules:
-                    schedules.append(sched)
-        schedules.sort(key=lambda sch: sum(sch))
-        self.schedules = schedules
+        self.schedules = tome_schedules(space)
 
     def batch_size(self, batch: int) -> int:
         return self.q
@@ -88,24 +101,55 @@ class UniformProposer:
         return [self.schedules[i] for i in sorted(idx)]
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                n: int) -> list[list[float]]:
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
         order = self.ordered(self.budget)
         return [self.space.from_r(r) for r in order[len(x) : len(x) + n]]
+
+
+def design_floor(y: torch.Tensor, ref_point: Sequence[float]) -> float:
+    """The lowest relative GFLOPs the initial design aims at, from what the history already shows.
+
+    The region of interest ends somewhere between the cheapest measured schedule still inside it
+    (accuracy above ``ref_point[0]``) and the dearest cheaper one outside it; the design reaches down
+    to that known failure. With no failure measured yet it reaches to half the cheapest good cost.
+
+    Args:
+        y: maximised objectives ``[k, 3]`` (accuracy, -GFLOPs rel, -channel uses rel).
+        ref_point: the hypervolume reference point; ``ref_point[0]`` bounds the region.
+
+    Returns:
+        A relative GFLOPs level in (0, 1).
+    """
+    cost = -y[:, 1]
+    inside = y[:, 0] > ref_point[0]
+    good = float(cost[inside].min()) if bool(inside.any()) else 1.0
+    failed = cost[~inside & (cost < good)]
+    floor = float(failed.max()) if failed.numel() else 0.5 * good
+    return min(max(floor, 0.05), 0.95)
 
 
 class BotorchProposer:
     """Multi-objective BO: qLogNEHVI on a GP for grid-mean accuracy, with the known costs exact.
 
-    * Batch 0 is the initial design of ``initial`` points: half are ToMe's uniform schedules spread
-      from light to heavy merging (known-good structure, so the GP sees the sensible region from the
-      start), half are scrambled Sobol points (space filling, so it also sees irregular schedules).
-      They count against the budget like any other evaluation.
-    * The GP also sees the unmerged reference evaluation, which every method is given.
-    * Then batches of ``q`` points maximise qLogNoisyExpectedHypervolumeImprovement. The GP
-      (SingleTaskGP, inputs normalised to the unit cube, outputs standardised, noise inferred, since
-      accuracy is measured on a finite sample) models mean accuracy over the (channel, SNR) grid;
-      the two cost objectives come from a ``GenericDeterministicModel`` on the relaxed cost formulas,
-      so no GP capacity is spent learning what is known exactly.
+    * The history holds the unmerged model and the uniform marks as well as this method's own
+      evaluations; all of them train the GP.
+    * Batch 0 is the initial design of ``initial`` points, placed inside the region of interest that
+      the history reveals (:func:`design_floor`): a third are ToMe's uniform schedules in that cost
+      range (known-good structure), the rest are scrambled Sobol directions each scaled so that its
+      relaxed GFLOPs hit one of evenly spaced levels between the floor and no merging (irregular
+      schedules at every merge level, dense where the accuracy loss is small). Without a region in the
+      history (no reference point given) it falls back to half ToMe schedules, half plain Sobol.
+    * Then batches of ``q`` points maximise qLogNoisyExpectedHypervolumeImprovement with the
+      reference point at the region's edge. The GP (SingleTaskGP, inputs normalised to the unit cube,
+      outputs standardised) models mean accuracy over the (channel, SNR) grid with the *known*
+      measurement variance (``train_Yvar`` from the evaluator's standard errors) instead of inferring a
+      noise level; the two cost objectives come from a ``GenericDeterministicModel`` on the relaxed
+      cost formulas, so no GP capacity is spent learning what is known exactly.
+    * No budget goes to a schedule already measured: a candidate whose integer schedule r is in the
+      history (or earlier in the batch) is replaced by the best fresh point, by acquisition value, of
+      a seeded pool around it.
+    * Fit and optimiser warnings are logged (``logging``, this module's logger) and kept in
+      ``self.warnings``, never dropped.
     * q = 4 by default: sequential greedy q-batches keep the GP refits few (a fit costs seconds on
       two cores) while each evaluation still costs far more than proposing it.
     """
@@ -115,55 +159,145 @@ class BotorchProposer:
         self.space, self.seed, self.q, self.initial = space, seed, q, initial
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
         self.maxiter = maxiter
+        self.warnings: list[str] = []
 
     uses_reference = True
 
     def batch_size(self, batch: int) -> int:
         return self.initial if batch == 0 else self.q
 
-    def initial_design(self, n: int) -> list[list[float]]:
-        """``n // 2`` ToMe schedules (light to heavy, no-merge excluded) then Sobol points."""
-        n_tome = n // 2
-        tome = UniformProposer(self.space, self.q, n_tome + 1).ordered(n_tome + 1)[1:]
-        points = [self.space.from_r(r) for r in tome]
-        return points + sobol_points(n - len(points), self.space.dim, self.seed).tolist()
+    def _measured(self, x: torch.Tensor) -> set[tuple[int, ...]]:
+        return {tuple(self.space.to_r(p)) for p in x.tolist()}
+
+    def initial_design(self, n: int, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                       ref_point: Sequence[float] | None = None) -> list[list[float]]:
+        """``n`` fresh points: inside the region the history shows, or spread wide without one."""
+        taken = self._measured(x) if x is not None else set()
+        if y is None or ref_point is None or len(y) == 0:
+            n_tome = n // 2
+            tome = UniformProposer(self.space, self.q, n_tome + 1).ordered(n_tome + 1)[1:]
+            spread = [self.space.from_r(r) for r in tome]
+            return spread + sobol_points(n - len(spread), self.space.dim, self.seed).tolist()
+        floor = design_floor(y.to(torch.double), ref_point)
+        unmerged = self._unmerged_gflops()
+        points: list[list[float]] = []
+        in_range = [r for r in tome_schedules(self.space)
+                    if tuple(r) not in taken and floor <= self._gflops_rel(self.space.from_r(r), unmerged) < 1.0]
+        n_tome = min(n // 3, len(in_range))
+        for k in range(n_tome):  # evenly spread over the range, lightest first
+            r = in_range[round(k * (len(in_range) - 1) / max(1, n_tome - 1))] if n_tome > 1 else in_range[0]
+            if tuple(r) not in taken:
+                taken.add(tuple(r))
+                points.append(self.space.from_r(r))
+        m = n - len(points)
+        levels = [1.0 - (1.0 - floor) * (k + 1) / m for k in range(m)]
+        directions = sobol_points(8 * m + 8, self.space.dim, self.seed)
+        scaled = self._scale_to_levels(directions, levels * 8 + [floor] * 8)
+        for point in scaled.tolist():
+            if len(points) == n:
+                break
+            key = tuple(self.space.to_r(point))
+            if key not in taken:
+                taken.add(key)
+                points.append(point)
+        return points + sobol_points(n - len(points), self.space.dim, self.seed, skip=8 * m + 8).tolist()
+
+    def _unmerged_gflops(self) -> float:
+        return float(self.space.relaxed_costs(torch.zeros(1, self.space.dim, dtype=torch.double))[0, 0])
+
+    def _gflops_rel(self, point: Sequence[float], unmerged: float) -> float:
+        return float(self.space.relaxed_costs(torch.tensor([list(point)], dtype=torch.double))[0, 0]) / unmerged
+
+    def _scale_to_levels(self, directions: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+        """Each direction ``[k, L]`` times the scale (bisection) whose relaxed GFLOPs hit its level.
+
+        A level out of reach along a direction gives the direction at its largest scale (max entry 1).
+        """
+        unmerged = self._unmerged_gflops()
+        target = torch.tensor(list(levels), dtype=torch.double) * unmerged
+        lo = torch.zeros(len(directions), dtype=torch.double)
+        hi = 1.0 / directions.max(dim=-1).values.clamp(min=1e-9)
+        for _ in range(40):  # relaxed GFLOPs fall as the scale grows
+            mid = (lo + hi) / 2
+            above = self.space.relaxed_costs(directions * mid[:, None])[:, 0] > target
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        return (directions * hi[:, None]).clamp(0, 1)
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                n: int) -> list[list[float]]:
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
         if batch == 0 or len(x) < 2:
-            return self.initial_design(n)
-        return self._acquire(batch, x, y, ref_point, n).tolist()
+            return self.initial_design(n, x, y, ref_point)
+        return self._acquire(batch, x, y, ref_point, n, y_var).tolist()
 
     def _acquire(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                 n: int) -> torch.Tensor:
+                 n: int, y_var: torch.Tensor | None) -> torch.Tensor:
         # GP initialisation and fitting draw from torch's global RNG: seed it for reproducible proposals,
         # inside fork_rng so that the caller's RNG state is the same after the call as before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + batch)
-            return self._acquire_seeded(batch, x, y, ref_point, n)
+            return self._acquire_seeded(batch, x, y, ref_point, n, y_var)
 
-    def _acquire_seeded(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                        n: int) -> torch.Tensor:
-        from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    def _log(self, batch: int, stage: str, caught: Sequence[warnings.WarningMessage]) -> None:
+        for w in caught:
+            msg = f"botorch batch {batch}: {stage}: {w.category.__name__}: {' '.join(str(w.message).split())}"
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+                logger.warning(msg)
+
+    def fit_model(self, batch: int, x: torch.Tensor, y: torch.Tensor, y_var: torch.Tensor | None) -> Any:
+        """The accuracy GP, fitted; known noise when ``y_var`` is given.
+
+        The variance is floored at 1e-6 (a standard error of 0.1 points: an accuracy of exactly 0 or 1
+        reports a standard error of 0, which no finite sample supports). Warnings raised while the GP
+        is built or fitted are logged, not dropped.
+        """
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
+        from botorch.models.transforms import Normalize, Standardize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        dim = self.space.dim
+        bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
+        yvar = None if y_var is None else y_var.to(torch.double).reshape(-1, 1).clamp(min=1e-6)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gp = SingleTaskGP(x, y[:, :1], train_Yvar=yvar, input_transform=Normalize(dim, bounds=bounds),
+                              outcome_transform=Standardize(m=1))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+        self._log(batch, "GP fit", caught)
+        return gp
+
+    def _acquire_seeded(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
+                        n: int, y_var: torch.Tensor | None) -> torch.Tensor:
+        from botorch.optim import optimize_acqf
+
+        dim = self.space.dim
+        x = x.to(torch.double)
+        bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
+        acq = self.acquisition(batch, x, y, ref_point, y_var)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cand, _ = optimize_acqf(
+                acq, bounds=bounds, q=n, num_restarts=self.num_restarts, raw_samples=self.raw_samples,
+                sequential=True, options={"batch_limit": 8, "maxiter": self.maxiter, "seed": self.seed + batch},
+            )
+        self._log(batch, "acquisition", caught)
+        return self.dedupe(batch, acq, cand.detach().clamp(0, 1), self._measured(x))
+
+    def acquisition(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
+                    y_var: torch.Tensor | None) -> Any:
+        """qLogNEHVI on the fitted accuracy GP and the exact costs, reference point ``ref_point``."""
+        from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
         from botorch.models.deterministic import GenericDeterministicModel
         from botorch.models.model import ModelList
-        from botorch.models.transforms import Normalize, Standardize
-        from botorch.optim import optimize_acqf
         from botorch.sampling.get_sampler import get_sampler
-        from gpytorch.mlls import ExactMarginalLogLikelihood
 
         dim = self.space.dim
         x = x.to(torch.double)
         y = y.to(torch.double)
-        bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
-        gp = SingleTaskGP(x, y[:, :1], input_transform=Normalize(dim, bounds=bounds),
-                          outcome_transform=Standardize(m=1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-        cost_ref = self._cost_scale(x, y)
+        gp = self.fit_model(batch, x, y, y_var)
+        cost_ref = self.space.relaxed_costs(torch.zeros(1, dim, dtype=torch.double))[0]
 
         def known_costs(xx: torch.Tensor) -> torch.Tensor:
             return -self.space.relaxed_costs(xx) / cost_ref
@@ -172,21 +306,50 @@ class BotorchProposer:
         # A list sampler: QMC normal base samples for the GP, none needed for the known costs.
         posterior: Any = model.posterior(x[:1])
         sampler = get_sampler(posterior, torch.Size([self.mc_samples]), seed=self.seed + batch)
-        acq = qLogNoisyExpectedHypervolumeImprovement(
-            model=model, ref_point=list(ref_point), X_baseline=x, prune_baseline=True, sampler=sampler,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cand, _ = optimize_acqf(
-                acq, bounds=bounds, q=n, num_restarts=self.num_restarts, raw_samples=self.raw_samples,
-                sequential=True, options={"batch_limit": 8, "maxiter": self.maxiter, "seed": self.seed + batch},
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            acq = qLogNoisyExpectedHypervolumeImprovement(
+                model=model, ref_point=list(ref_point), X_baseline=x, prune_baseline=True, sampler=sampler,
             )
-        return cand.detach().clamp(0, 1)
+        self._log(batch, "acquisition", caught)
+        return acq
 
-    def _cost_scale(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Unmerged (GFLOPs, channel uses), so the relaxed costs share the archive's relative scale."""
-        zero = torch.zeros(1, self.space.dim, dtype=torch.double)
-        return self.space.relaxed_costs(zero)[0]
+    def dedupe(self, batch: int, acq: Any, cand: torch.Tensor, taken: set[tuple[int, ...]]) -> torch.Tensor:
+        """``cand`` with every point whose schedule is measured (or repeats) replaced by a fresh one.
+
+        The replacement is the pool point of highest acquisition value (the accepted points pending)
+        among fresh schedules; the pool, seeded by (seed, batch, index), holds Gaussian steps of several
+        sizes around the duplicate plus Sobol points, so it is a deterministic function of the history.
+        """
+        accepted: list[torch.Tensor] = []
+        for index, point in enumerate(cand):
+            r = tuple(self.space.to_r(point.tolist()))
+            if r in taken:
+                point = self._replacement(batch, index, acq, point, taken, accepted)
+                r = tuple(self.space.to_r(point.tolist()))
+                logger.info("botorch batch %d: candidate %d repeated a measured schedule; replaced", batch, index)
+            taken.add(r)
+            accepted.append(point)
+        return torch.stack(accepted)
+
+    def _replacement(self, batch: int, index: int, acq: Any, point: torch.Tensor, taken: set[tuple[int, ...]],
+                     accepted: Sequence[torch.Tensor]) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + batch * 101 + index)
+        dim = self.space.dim
+        sigmas = torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.double).repeat_interleave(64)[:, None]
+        local = (point + sigmas * torch.randn(len(sigmas), dim, generator=gen, dtype=torch.double)).clamp(0, 1)
+        pool = torch.cat([local, sobol_points(64, dim, self.seed + 7919 * (batch + 1) + index)])
+        fresh = [p for p in pool if tuple(self.space.to_r(p.tolist())) not in taken]
+        if not fresh:
+            return pool[-1]  # nothing fresh nearby: a space-filling point (practically never reached)
+        cands = torch.stack(fresh)
+        acq.set_X_pending(torch.stack(list(accepted)) if accepted else None)
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = acq(cands.unsqueeze(1))
+        self._log(batch, "replacement", caught)
+        acq.set_X_pending(None)
+        return cands[int(values.argmax())]
 
 
 class Nsga2Proposer:
@@ -203,7 +366,7 @@ class Nsga2Proposer:
         return self.pop_size
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
-                n: int) -> list[list[float]]:
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
         from pymoo.algorithms.moo.nsga2 import NSGA2
         from pymoo.core.evaluator import Evaluator as MooEvaluator
         from pymoo.core.problem import Problem

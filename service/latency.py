@@ -8,6 +8,10 @@ link, then server compute, each with a fixed overhead (see ``docs/internals.md``
     server_ms   = server_overhead_ms + 1000 * gflops_server / server_gflops_per_s
     total_ms    = edge_ms + transmit_ms + server_ms
 
+On a digital link (``paretoctl.service.link``) the channel uses are the expected airtime of the
+configuration's bits at the SNR: ``channel_uses = bits / R(snr) * E[transmissions]``
+(:func:`digital_transmit_ms`), so the transmit time depends on the SNR.
+
 Profiles live as YAML files in ``configs/devices/`` (one per device class; the file stem is the name
 the service's ``device=`` parameter takes). They are measured, not guessed, where possible:
 ``paretoctl profile`` fits ``edge_gflops_per_s`` and ``edge_overhead_ms`` on the local machine.
@@ -29,12 +33,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from paretoctl.service.link import DigitalLink
 from paretoctl.service.schema import DeviceProfile, LatencyRecord
 from paretoctl.service.validation import format_validation_error
 
 __all__ = [
     "PROFILE_FIELDS",
     "DeviceProfile",
+    "DigitalLink",
     "LatencyBreakdown",
     "ProfileError",
     "fit_overhead_and_rate",
@@ -45,6 +51,7 @@ __all__ = [
     "predict_latency",
     "profile_from_mapping",
     "profile_path",
+    "digital_transmit_ms",
     "read_document",
 ]
 
@@ -68,6 +75,21 @@ def latency_parts(gflops_edge: float, gflops_server: float, channel_uses: float,
     link = profile.link_overhead_ms + 1000.0 * channel_uses / profile.symbol_rate_hz
     server = profile.server_overhead_ms + 1000.0 * gflops_server / profile.server_gflops_per_s
     return edge, link, server, edge + link + server
+
+
+def digital_transmit_ms(bits: float, snr_db: float, link: DigitalLink, profile: DeviceProfile) -> float:
+    """Expected transmit time of ``bits`` over a digital link at mean SNR ``snr_db`` (Es/N0, dB).
+
+    ``link_overhead_ms + 1000 * link.airtime_uses(bits, snr_db) / symbol_rate_hz``: the airtime in
+    channel uses (``bits / R``, times ``1 / (1 - P_out)`` with retransmission) at the profile's
+    symbol rate.
+
+    Example:
+        >>> p = DeviceProfile(name="x", edge_gflops_per_s=1, server_gflops_per_s=1, symbol_rate_hz=1e6)
+        >>> round(digital_transmit_ms(3_000, 4.771212547, DigitalLink("awgn", gap_db=0.0), p), 6)  # R = 2
+        1.5
+    """
+    return profile.link_overhead_ms + 1000.0 * link.airtime_uses(bits, snr_db) / profile.symbol_rate_hz
 
 
 def predict_latency(gflops_edge: float, gflops_server: float, channel_uses: float,

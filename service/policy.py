@@ -24,6 +24,15 @@ decision must never promise more than was measured):
 
 The reported (test) accuracy follows the same rule, independently of validation.
 
+Digital links (a channel whose parameters say ``link: digital``, :mod:`paretoctl.service.link`): the
+front stores each configuration's bits per such channel, and the transmit time is computed at the
+**query SNR itself** from the link's closed form (``bits / R(snr)``, times ``1 / (1 - P_out(snr))``
+with retransmission, at the profile's symbol rate), so no grid point is involved and nothing is
+interpolated: the time is exact at any SNR, and it grows as the SNR falls, so a weak link leaves
+only configurations that put fewer bits on the air within a budget. The accuracy follows the grid
+rule above (lower neighbour between points). The decision then reports ``bits``, the link rate
+and outage, and ``channel_uses`` = the expected airtime in channel uses, rounded up.
+
 Speed: everything that does not depend on the query (latencies under a profile, the
 latency-sorted order, and for every (channel, grid point or pair of neighbouring points) the
 conservative accuracies and a running arg-max along latency) is built once per (front, profile) and
@@ -49,6 +58,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from paretoctl.service.latency import LatencyBreakdown, latency_parts
+from paretoctl.service.link import DigitalLink, link_from_channel
 from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops, ModelIdentity
 
 SNR_MIN_DB: Final = -50.0
@@ -128,6 +138,9 @@ class Decision(BaseModel):
             refuses to apply the decision to a model with another architecture or other weights.
         source: ``local`` (computed in this process), ``server`` (from the policy service) or
             ``cache`` (an SDK answering from its cached front because the server was unreachable).
+        bits: digital links only: bits the configuration puts on the air per image.
+        link_rate_bits_per_use: digital links only: the rate R at the query SNR.
+        link_outage: digital links only: the per-block outage probability at the query SNR.
     """
 
     feasible: bool
@@ -156,6 +169,9 @@ class Decision(BaseModel):
     front_checksum: str | None = None
     model_identity: ModelIdentity
     source: DecisionSource = "local"
+    bits: int | None = None
+    link_rate_bits_per_use: float | None = None
+    link_outage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,24 @@ class _ProfileIndex:
     totals: tuple[float, ...]  # total latency by rank, ascending
     breakdowns: tuple[LatencyBreakdown, ...]
     views: dict[tuple[str, int, int], _SnrView]
+    digital: dict[str, _DigitalIndex]
+
+
+@dataclass(frozen=True)
+class _DigitalIndex:
+    """One digital channel: per configuration (in id order) its fixed latencies, bits and accuracies.
+
+    The latency order depends on the query SNR, so it is not precomputed; a query costs one pass
+    over the (small) front.
+    """
+
+    link: DigitalLink
+    profile: DeviceProfile
+    configs: tuple[FrontConfig, ...]
+    edge_server_ms: tuple[tuple[float, float], ...]
+    bits: tuple[int, ...]
+    val: dict[tuple[int, int], tuple[AccuracyEstimate, ...]]
+    test: dict[tuple[int, int], tuple[AccuracyEstimate, ...]]
 
 
 def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
@@ -194,7 +228,14 @@ def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
     n_grid = len(front.provenance.snr_grid_db)
     keys = [(k, k) for k in range(n_grid)] + [(k, k + 1) for k in range(n_grid - 1)]
     views: dict[tuple[str, int, int], _SnrView] = {}
+    digital: dict[str, _DigitalIndex] = {}
+    for spec in front.provenance.channels:
+        link = link_from_channel(spec.kind, spec.params)
+        if link is not None:
+            digital[spec.kind] = _build_digital(front, spec.kind, link, profile, keys)
     for kind in front.provenance.channel_kinds:
+        if kind in digital:
+            continue
         for lo, hi in keys:
             val = tuple(_conservative(c.accuracy_val[kind], lo, hi, "val") for c in configs)
             test = tuple(_conservative(c.accuracy_test[kind], lo, hi, "test") for c in configs)
@@ -206,7 +247,24 @@ def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
                     best.append(best[-1])
             views[(kind, lo, hi)] = _SnrView(val=val, test=test, best=tuple(best))
     return _ProfileIndex(profile_name=profile.name, configs=configs, totals=tuple(r[0] for r in rows),
-                         breakdowns=tuple(r[3] for r in rows), views=views)
+                         breakdowns=tuple(r[3] for r in rows), views=views, digital=digital)
+
+
+def _build_digital(front: FrontArtifact, kind: str, link: DigitalLink, profile: DeviceProfile,
+                   keys: list[tuple[int, int]]) -> _DigitalIndex:
+    """The query-independent part of a digital channel's index."""
+    configs = tuple(sorted(front.configs, key=lambda c: c.id))
+    fixed = []
+    for c in configs:
+        e, _, s, _ = latency_parts(c.gflops.edge, c.gflops.server, 0.0, profile)
+        fixed.append((e, s))
+    return _DigitalIndex(
+        link=link, profile=profile, configs=configs, edge_server_ms=tuple(fixed),
+        bits=tuple((c.bits or {})[kind] for c in configs),
+        val={(lo, hi): tuple(_conservative(c.accuracy_val[kind], lo, hi, "val") for c in configs)
+             for lo, hi in keys},
+        test={(lo, hi): tuple(_conservative(c.accuracy_test[kind], lo, hi, "test") for c in configs)
+              for lo, hi in keys})
 
 
 def _conservative(points: list[AccuracyAtSnr], lo: int, hi: int, split: Literal["val", "test"]) -> AccuracyEstimate:
@@ -255,6 +313,30 @@ class _IndexCache:
 
 
 _INDEXES = _IndexCache(INDEX_CACHE_SIZE)
+
+
+def config_latencies(front: FrontArtifact, snr_db: float, channel: str | None = None,
+                     profile: DeviceProfile | None = None) -> dict[str, float]:
+    """Total latency (ms) of every configuration, by id, as :func:`select` computes it at ``snr_db``.
+
+    Independent of the SNR on an analog channel; on a digital one the transmit time is taken at
+    ``snr_db``. Used by the policy map to choose its latency axis.
+    """
+    idx = policy_index(front, profile)
+    kind = front.provenance.channel_kinds[0] if channel is None else channel
+    di = idx.digital.get(kind)
+    if di is None:
+        return {cfg.id: total for cfg, total in zip(idx.configs, idx.totals, strict=True)}
+    p = di.profile
+    ms_per_bit = 1000.0 * di.link.uses_per_bit(snr_db) / p.symbol_rate_hz
+    return {cfg.id: edge + server + p.link_overhead_ms + bits * ms_per_bit
+            for cfg, (edge, server), bits in zip(di.configs, di.edge_server_ms, di.bits, strict=True)}
+
+
+def is_digital_channel(front: FrontArtifact, channel: str) -> bool:
+    """Whether ``channel`` (a kind of the front) is a digital link."""
+    return any(spec.kind == channel and link_from_channel(spec.kind, spec.params) is not None
+               for spec in front.provenance.channels)
 
 
 def policy_index(front: FrontArtifact, profile: DeviceProfile | None = None) -> _ProfileIndex:
@@ -341,7 +423,6 @@ def select(
     idx = policy_index(front, profile)
     grid = front.provenance.snr_grid_db
     lo, hi, extrapolated = snr_key(grid, snr)
-    view = idx.views[(kind, lo, hi)]
     used = [grid[lo]] if lo == hi else [grid[lo], grid[hi]]
     warnings = []
     if extrapolated:
@@ -349,6 +430,13 @@ def select(
             f"SNR {snr:g} dB is below the lowest grid point ({grid[0]:g} dB): the accuracy shown was "
             f"measured at {grid[0]:g} dB, a better channel than requested, and may be optimistic")
 
+    if kind in idx.digital:
+        return _select_digital(front, idx.digital[kind], snr, budget, floor, (lo, hi), {
+            "channel": kind, "snr_db": snr, "snr_used_db": used, "extrapolated": extrapolated,
+            "warnings": warnings, "latency_budget_ms": budget, "min_accuracy": floor,
+            "device_profile": idx.profile_name, "front_version": front.schema_version,
+            "front_checksum": front.checksum, "model_identity": front.provenance.model_identity})
+    view = idx.views[(kind, lo, hi)]
     n_fit = bisect_right(idx.totals, budget)
     common: dict[str, Any] = {
         "channel": kind, "snr_db": snr, "snr_used_db": used, "extrapolated": extrapolated,
@@ -380,3 +468,46 @@ def select(
         latency=idx.breakdowns[j], gflops=cfg.gflops, tokens_sent=cfg.tokens_sent,
         channel_uses=cfg.channel_uses, **common)
 
+
+
+def _select_digital(front: FrontArtifact, di: _DigitalIndex, snr: float, budget: float, floor: float | None,
+                    key: tuple[int, int], common: dict[str, Any]) -> Decision:
+    """:func:`select` on a digital channel: latencies at the query SNR, then the same rule."""
+    p = di.profile
+    uses_per_bit = di.link.uses_per_bit(snr)
+    ms_per_bit = 1000.0 * uses_per_bit / p.symbol_rate_hz
+    val, test = di.val[key], di.test[key]
+    rows = []
+    for k, (cfg, (edge, server), bits) in enumerate(zip(di.configs, di.edge_server_ms, di.bits, strict=True)):
+        transmit = p.link_overhead_ms + bits * ms_per_bit
+        rows.append((edge + transmit + server, cfg.id, k, edge, transmit, server))
+    rows.sort()
+    common = {**common, "fastest_latency_ms": rows[0][0],
+              "link_rate_bits_per_use": di.link.rate_bits(snr), "link_outage": di.link.outage(snr)}
+    if floor is not None:
+        common["fastest_latency_meeting_min_accuracy_ms"] = next(
+            (row[0] for row in rows if val[row[2]].mean >= floor), None)
+    fitting = [row for row in rows if row[0] <= budget]
+    if not fitting:
+        return Decision.model_construct(
+            feasible=False, reason=(f"no configuration fits {budget:g} ms under profile {p.name!r} at "
+                                    f"{snr:g} dB; the fastest takes {rows[0][0]:.4g} ms"), **common)
+    best = fitting[0]
+    for row in fitting[1:]:  # strictly better only: ties stay with the lower latency, then the smaller id
+        if val[row[2]].mean > val[best[2]].mean:
+            best = row
+    total, _, k, edge, transmit, server = best
+    common["best_accuracy_within_budget"] = val[k].mean
+    if floor is not None and val[k].mean < floor:
+        return Decision.model_construct(
+            feasible=False, reason=(f"no configuration within {budget:g} ms reaches accuracy {floor:g} "
+                                    f"at {snr:g} dB on {common['channel']}; the best is {val[k].mean:.4g}"),
+            **common)
+    cfg = di.configs[k]
+    return Decision.model_construct(
+        feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
+        predicted_accuracy=test[k], validation_accuracy=val[k],
+        latency=LatencyBreakdown.model_construct(edge_ms=edge, transmit_ms=transmit, server_ms=server,
+                                                 total_ms=total),
+        gflops=cfg.gflops, tokens_sent=cfg.tokens_sent, channel_uses=math.ceil(di.bits[k] * uses_per_bit),
+        bits=di.bits[k], **common)

@@ -33,8 +33,10 @@ def policy_map_figure(front: FrontArtifact) -> Figure:
 
     kinds = channel_kinds(front)
     fig = new_figure(5.4 * len(kinds) + 1.4, 5.0)
-    axes = subplots(fig, len(kinds))
     grids = [policy_grid(front, kind) for kind in kinds]
+    # A digital link's latencies depend on the SNR and span decades: its panel gets its own log axis.
+    mixed = any(g.log_latency for g in grids)
+    axes = subplots(fig, len(kinds), sharey=not mixed)
     finite = [v for g in grids for row in g.accuracy for v in row if not math.isnan(v)]
     vmin, vmax = (min(finite), max(finite)) if finite else (0.0, 100.0)
     mesh = None
@@ -56,7 +58,10 @@ def policy_map_figure(front: FrontArtifact) -> Figure:
             ax.axvline(snr, color="white", lw=0.4, ls=":", alpha=0.7)
         ax.set_title(f"{channel_title(kind)} ({len(pg.ids)} distinct choices)")
         ax.set_xlabel("SNR, Es/N0 (dB)")
-    axes[0].set_ylabel("Latency budget (ms, end to end)")
+        if pg.log_latency:
+            ax.set_yscale("log")
+        if mixed or ax is axes[0]:
+            ax.set_ylabel("Latency budget (ms, end to end" + (", log scale)" if pg.log_latency else ")"))
     if mesh is not None:
         fig.colorbar(mesh, ax=axes, label="Predicted top-1 accuracy of the chosen configuration (%)")
     fig.legend(handles=[Patch(facecolor="0.85", hatch="//", edgecolor="0.3",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paretoctl.service.link import link_from_channel
 from paretoctl.service.schema.consistency import check_schedule
 
 SCHEMA_VERSION: Final = "paretoctl.front/2"
@@ -48,7 +49,8 @@ class ChannelSpec(_Model):
 
     Attributes:
         kind: ``ideal``, ``awgn``, ``rayleigh``, ``rician`` (see ``paretoctl.channel_sim.channels``).
-        params: the parameters given to ``make_channel`` (e.g. ``k_factor``, ``block``).
+        params: the parameters given to ``make_channel`` (e.g. ``k_factor``, ``block``); a digital
+            link has ``link: digital`` and the parameters of ``paretoctl.service.link.DigitalLink``.
     """
 
     kind: str = Field(min_length=1)
@@ -214,6 +216,8 @@ class FrontConfig(_Model):
         latency: latency under the front's device profile.
         accuracy_val: channel kind -> one entry per grid SNR, validation split (used for selection).
         accuracy_test: the same on the test split (reported as the predicted accuracy).
+        bits: digital channel label -> bits one image puts on that link (quantised tokens plus side
+            information, ``paretoctl.service.link.payload_bits``); ``None`` on a front without one.
     """
 
     id: str = Field(min_length=1)
@@ -227,6 +231,7 @@ class FrontConfig(_Model):
     latency: LatencyRecord
     accuracy_val: dict[str, list[AccuracyAtSnr]]
     accuracy_test: dict[str, list[AccuracyAtSnr]]
+    bits: dict[str, Annotated[int, Field(ge=0)]] | None = None
 
 
 class ParetoSet(_Model):
@@ -275,6 +280,7 @@ class FrontArtifact(_Model):
                                      f"provenance.channels {sorted(kinds)}")
                 for kind, points in table.items():
                     _check_grid_points(f"{where}.{split}.{kind}", points, grid)
+        _check_digital_links(self)
         if self.reference_config_id not in ids:
             raise ValueError(f"reference_config_id {self.reference_config_id!r} is not a config id")
         for j, entry in enumerate(self.pareto):
@@ -303,3 +309,19 @@ def _check_grid_points(where: str, points: list[AccuracyAtSnr], grid: list[float
     for k, (p, g) in enumerate(zip(points, grid, strict=True)):
         if abs(p.snr_db - g) > _SNR_TOL:
             raise ValueError(f"{where}[{k}].snr_db is {p.snr_db}, expected grid SNR {g}")
+
+
+def _check_digital_links(front: FrontArtifact) -> None:
+    """Raise unless every digital channel's parameters are valid and every config has its bits."""
+    digital = set()
+    for j, spec in enumerate(front.provenance.channels):
+        try:
+            if link_from_channel(spec.kind, spec.params) is not None:
+                digital.add(spec.kind)
+        except ValueError as exc:
+            raise ValueError(f"provenance.channels[{j}].params: {exc}") from None
+    for i, cfg in enumerate(front.configs):
+        have = set(cfg.bits or {})
+        if have != digital:
+            raise ValueError(f"configs[{i}] (id {cfg.id!r}).bits: channels {sorted(have)} do not match the "
+                             f"digital channels {sorted(digital)}")

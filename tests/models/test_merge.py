@@ -9,6 +9,7 @@ from paretoctl.models.merge import (
     MergePlan,
     bipartite_soft_matching,
     init_source,
+    match_and_merge,
     merge_source,
     merge_tokens,
     merge_weighted,
@@ -210,3 +211,33 @@ def test_merge_weighted_gradients() -> None:
     size = (torch.rand(2, 9, 1, generator=gen, dtype=torch.float64) + 0.5).requires_grad_(True)
     plan = bipartite_soft_matching(torch.randn(2, 9, 4, generator=gen), r=3, num_prefix=2)
     assert torch.autograd.gradcheck(lambda x_, s_: merge_weighted(x_, s_, plan), (x, size))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(("num_prefix", "num_tokens", "r"),
+                         [(0, 10, 5), (1, 50, 6), (1, 13, 6), (5, 14, 4), (2, 9, 1), (1, 12, 0)])
+def test_match_and_merge_equals_the_plan_path_bit_for_bit(batch: int, num_prefix: int, num_tokens: int,
+                                                          r: int) -> None:
+    """The fused path the patched blocks use must give exactly the plan path's tokens and sizes,
+    ties included (the metric repeats rows, so several A tokens share their best similarity)."""
+    gen = torch.Generator().manual_seed(num_tokens + r)
+    metric = torch.randn(batch, num_tokens, 6, generator=gen)
+    metric[:, 4::3] = metric[:, 2:3]  # identical tokens: tied edges, resolved by the stable sort
+    x = torch.randn(batch, num_tokens, 8, generator=gen)
+    size = torch.randint(1, 4, (batch, num_tokens, 1), generator=gen).float()
+    want_x, want_size = merge_weighted(x, size, bipartite_soft_matching(metric, r, num_prefix))
+    got_x, got_size = match_and_merge(x, size, metric, r, num_prefix)
+    assert torch.equal(got_x, want_x)
+    assert torch.equal(got_size, want_size)
+
+
+def test_match_and_merge_rejects_infeasible_r_and_keeps_gradients() -> None:
+    with pytest.raises(ValueError, match="cannot merge r=3 tokens: 5 unprotected tokens allow at most 2"):
+        match_and_merge(X_1, SIZE_1, METRIC_1, r=3, num_prefix=1)
+    x = X_1.double().requires_grad_(True)
+    size = SIZE_1.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x_, s_: match_and_merge(x_, s_, METRIC_1, 2, 1), (x, size))
+    merged, merged_size = match_and_merge(X_1, SIZE_1, METRIC_1, r=2, num_prefix=1)
+    # hand-worked in the module's case 1: t4 -> t3 ((3 + 3 * 4) / 4 = 3.75), t2 -> t5 ((2 * 5 + 2 * 2) / 4)
+    assert merged[0, :, 0].tolist() == [10.0, 1.0, 3.75, 3.5]
+    assert merged_size[0, :, 0].tolist() == [1.0, 1.0, 4.0, 4.0]

@@ -271,3 +271,53 @@ def test_inference_mode_then_training_share_cached_plans() -> None:
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(images), first)  # the cached templates give the same plan again
+
+
+def test_eval_forward_skips_pass_through_modules() -> None:
+    """At batch 1 every module call costs time: in eval mode Identity and dropout modules are not called."""
+    model: Any = timm.create_model("deit3_small_patch16_224", img_size=64, drop_rate=0.1, drop_path_rate=0.2,
+                                   init_values=0.5).eval()
+    images = make_images(model)
+    called: list[str] = []
+    for name, module in model.blocks.named_modules():
+        if isinstance(module, (nn.Identity, nn.Dropout)) or type(module).__name__ == "DropPath":
+            module.register_forward_hook(lambda m, i, o, name=name: called.append(name))
+    with torch.no_grad():
+        reference = model(images)
+        assert called  # timm's own forward does call them
+        called.clear()
+        got = apply_merging(model)(images)
+    assert called == []
+    assert torch.equal(got, reference)
+
+
+def test_training_forward_still_applies_dropout_and_drop_path_in_timm_order() -> None:
+    """Skipping pass-through modules must not skip a dropout that is active: same seed, same outputs."""
+    model: Any = timm.create_model("deit3_small_patch16_224", img_size=64, proj_drop_rate=0.3,
+                                   drop_path_rate=0.3, init_values=0.5).train()
+    images = make_images(model, batch=4)
+    torch.manual_seed(5)
+    reference = model(images)
+    apply_merging(model)
+    torch.manual_seed(5)
+    got = model(images)
+    torch.manual_seed(6)
+    assert not torch.allclose(model(images), got, atol=1e-3)  # dropout is on
+    torch.testing.assert_close(got, reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["vit_fmnist_patch4_28", "test_vit", "deit_tiny_distilled_patch16_224"])
+def test_batch_one_matches_naive_tome_and_the_batched_forward(name: str) -> None:
+    """Batch 1 takes its own shortcuts (one sum for the merge metric); they must not change a token."""
+    case = next(kwargs for n, kwargs in MODEL_CASES if n == name)
+    model = make_model(name, case)
+    images = make_images(model, batch=3)
+    depth, num_patches = len(model.blocks), model.patch_embed.num_patches
+    for r in (resolve_schedule([0.8] * depth, num_patches, depth), decreasing_r(2, depth, num_patches)):
+        apply_merging(model, r)
+        with torch.no_grad():
+            batched = model(images)
+            for i in range(3):
+                single = model(images[i:i + 1])
+                torch.testing.assert_close(single, batched[i:i + 1], atol=1e-5, rtol=0)
+                torch.testing.assert_close(single, naive_tome_logits(model, images[i:i + 1], r), atol=1e-4, rtol=0)

@@ -12,6 +12,7 @@ from paretoctl.optimizer.builddir import (
     BuildLock,
     BuildLockedError,
     check_records,
+    config_differences,
     prepare_directory,
 )
 from paretoctl.optimizer.config import BuildConfig, parse_config
@@ -63,3 +64,15 @@ def test_records_from_another_grid_are_refused(tmp_path: Path) -> None:
         check_records([good, two], tmp_path / "a.jsonl", _cfg(), depth=12)
     with pytest.raises(BuildError, match="schedule of 12 layers, the model has 6"):
         check_records([good], tmp_path / "a.jsonl", _cfg(), depth=6)
+
+
+def test_resume_may_change_where_evaluations_run_but_not_what_they_compute() -> None:
+    """Executor, threads and Ray settings are result-neutral; device and precision are not."""
+    base = {"runtime": {"device": "cpu", "precision": "fp32", "executor": "local", "threads": None,
+                        "loader_workers": 0, "ray_address": None}, "search": {"seed": 0}}
+    moved = {"runtime": {**base["runtime"], "executor": "ray", "threads": 2, "loader_workers": 2,
+                         "ray_address": "auto"}, "search": {"seed": 0}}
+    assert config_differences(base, moved) == []
+    changed = {"runtime": {**base["runtime"], "precision": "bf16"}, "search": {"seed": 1}}
+    assert config_differences(base, changed) == ["runtime.precision: 'fp32' recorded, 'bf16' now",
+                                                  "search.seed: 0 recorded, 1 now"]

@@ -1,0 +1,171 @@
+"""Who runs the evaluations of a build: in this process, or in parallel on Ray actors.
+
+A q-batch of candidate schedules is independent work. :class:`LocalExecutor` evaluates it one
+schedule after another, as builds always did; :class:`RayExecutor` spreads it over actors that each
+load the model once (the driver's weights go through Ray's object store once, read zero-copy as
+numpy) and open the same data splits as the driver. Both yield the evaluations *in submission
+order*, and only the driver writes the archive, so a build killed half-way through a batch resumes
+exactly as a local one does.
+
+Both executors build their evaluators with :func:`make_evaluator` from the same config, so the same
+images, batches and noise seeds give the same accuracies wherever they run (the noise is seeded by
+(seed, channel, draw, batch) only; see ``paretoctl.optimizer.evaluator``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+import torch
+
+from paretoctl.optimizer.config import BuildConfig, ConfigError
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator
+from paretoctl.optimizer.runtime import resolve_device, set_threads
+
+Split = Literal["val", "test"]
+
+
+def load_model(cfg: BuildConfig, weights: bool = True) -> torch.nn.Module:
+    """The configured model on CPU, in eval mode. ``weights=False`` skips the checkpoint and the hub
+    (the caller loads a state dict into it); errors are ``ConfigError`` naming ``model``."""
+    from paretoctl.models.loading import ModelSpec, create_model
+
+    m = cfg.model
+    spec = (ModelSpec(m.name, m.checkpoint, m.pretrained, m.kwargs) if weights
+            else ModelSpec(m.name, None, False, m.kwargs))
+    try:
+        return create_model(spec)
+    except ValueError as err:  # a checkpoint that does not fit the architecture
+        raise ConfigError(f"model: {' '.join(str(err).split())}") from None
+
+
+def open_split(cfg: BuildConfig, split: Split, model: torch.nn.Module) -> Any:
+    """The seeded subset of the validation or test split the config names, read lazily."""
+    from paretoctl.models.data import fmnist_eval_splits, image_folder, subset
+
+    d = cfg.data
+    if d.kind == "fmnist":
+        val, test = fmnist_eval_splits(d.root, d.val_size, d.split_seed)
+        ds: Any = val if split == "val" else test
+    else:
+        ds = image_folder((d.val_root if split == "val" else d.test_root) or "", model)
+    return subset(ds, d.val_limit if split == "val" else d.test_limit, seed=d.split_seed)
+
+
+def make_evaluator(cfg: BuildConfig, split: Split, model: torch.nn.Module, dataset: Any = None) -> Evaluator:
+    """An evaluator of ``split`` on the runtime's device, streaming batches through a DataLoader."""
+    from paretoctl.models.data import make_loader
+
+    rt, ch = cfg.runtime, cfg.channel
+    device = resolve_device(rt.device)
+    ds = open_split(cfg, split, model) if dataset is None else dataset
+    loader = make_loader(ds, cfg.data.batch_size, rt.loader_workers, pin_memory=device.type == "cuda")
+    return Evaluator(model, loader, ch.kinds, ch.snr_grid_db, cfg.split_index, ch.draws, seed=cfg.search.seed,
+                     device=device, precision=rt.precision)
+
+
+class Executor(Protocol):
+    """Evaluates batches of schedules; results come back in the order they were given."""
+
+    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """One schedule after another in this process (lazily: each result is yielded as it is measured)."""
+
+    def __init__(self, evaluators: Callable[[Split], Evaluator]) -> None:
+        self._evaluators = evaluators
+
+    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
+        for r in schedules:
+            yield self._evaluators(split).evaluate(list(r))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class EvalWorker:
+    """A Ray actor's state: the model, loaded once from the object store, and one evaluator per split."""
+
+    def __init__(self, cfg: BuildConfig, state: dict[str, Any], threads: int) -> None:
+        set_threads(threads)
+        self.cfg = cfg
+        self.model = load_model(cfg, weights=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # object-store arrays are read-only; loading copies them
+            tensors = {k: torch.as_tensor(v) for k, v in state.items()}
+        self.model.load_state_dict(tensors, strict=True)
+        self._evaluators: dict[str, Evaluator] = {}
+
+    def evaluate(self, split: Split, r: list[int]) -> Evaluation:
+        if split not in self._evaluators:
+            self._evaluators[split] = make_evaluator(self.cfg, split, self.model)
+        return self._evaluators[split].evaluate(r)
+
+    def ready(self) -> bool:
+        return True
+
+
+def shareable_state(model: torch.nn.Module) -> dict[str, Any]:
+    """The model's state dict as CPU numpy arrays (Ray stores those once and maps them zero-copy)."""
+    out: dict[str, Any] = {}
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu")
+        out[k] = t if t.dtype == torch.bfloat16 else t.numpy()  # numpy has no bfloat16
+    return out
+
+
+def default_workers(cpus: float, cpus_per_worker: int, q: int) -> int:
+    """Actors for a cluster of ``cpus`` CPUs: as many as fit, at most ``q`` (a batch's size), at least 1."""
+    return max(1, min(q, int(cpus) // cpus_per_worker))
+
+
+class RayExecutor:
+    """Evaluations on Ray actors: a local Ray instance, or an existing cluster (``runtime.ray_address``).
+
+    Args:
+        cfg: the build config (its ``runtime`` says how many actors, CPUs and GPUs each).
+        model: the driver's loaded model; its weights are put in the object store once.
+    """
+
+    def __init__(self, cfg: BuildConfig, model: torch.nn.Module) -> None:
+        import ray
+        from ray.util import ActorPool
+
+        rt = cfg.runtime
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=rt.ray_address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        n = rt.ray_workers or default_workers(cpus, rt.ray_cpus_per_worker, cfg.search.q)
+        state = ray.put(shareable_state(model))
+        actor: Any = ray.remote(num_cpus=rt.ray_cpus_per_worker, num_gpus=rt.ray_gpus_per_worker)(EvalWorker)
+        self.actors: list[Any] = [actor.remote(cfg, state, rt.ray_cpus_per_worker) for _ in range(n)]
+        ray.get([a.ready.remote() for a in self.actors])  # surface load errors here, not mid-batch
+        self._pool = ActorPool(self.actors)
+
+    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
+        work = [list(map(int, r)) for r in schedules]
+        yield from self._pool.map(lambda a, r: a.evaluate.remote(split, r), work)
+
+    def close(self) -> None:
+        """Stop the actors, and the Ray instance if this executor started it."""
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+        if self._owns_ray:
+            ray.shutdown()
+
+
+def make_executor(cfg: BuildConfig, model: torch.nn.Module, evaluators: Callable[[Split], Evaluator]) -> Executor:
+    """The executor ``cfg.runtime.executor`` names."""
+    if cfg.runtime.executor == "ray":
+        return RayExecutor(cfg, model)
+    return LocalExecutor(evaluators)

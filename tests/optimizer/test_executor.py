@@ -1,0 +1,104 @@
+"""Evaluations on Ray actors give the archive the local executor gives, and resume as exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paretoctl.optimizer.build import run_build
+from paretoctl.optimizer.config import load_config
+from paretoctl.optimizer.executor import (
+    EvalWorker,
+    LocalExecutor,
+    default_workers,
+    load_model,
+    make_evaluator,
+    shareable_state,
+)
+from tests.optimizer.conftest import SMOKE, smoke_config_text
+
+KEYS = ("eval_id", "method", "batch", "index", "x", "batch_x", "r", "gflops", "tokens_sent", "channel_uses")
+
+
+def _records(path: Path, split: str = "val") -> list[dict[str, Any]]:
+    return [{k: rec.get(k) for k in (*KEYS, f"accuracy_{split}")}
+            for rec in map(json.loads, path.read_text().splitlines())]
+
+
+def test_default_workers() -> None:
+    assert default_workers(cpus=2, cpus_per_worker=1, q=4) == 2
+    assert default_workers(cpus=64, cpus_per_worker=4, q=4) == 4  # never more than a batch
+    assert default_workers(cpus=2, cpus_per_worker=4, q=4) == 1  # at least one
+
+
+def test_worker_state_and_local_executor_match_the_driver(tmp_path: Path) -> None:
+    """An actor's model, rebuilt from the shared numpy state, measures what the driver's does."""
+    path = tmp_path / "smoke.yaml"
+    path.write_text(smoke_config_text())
+    cfg = load_config(path, {"data.val_limit": 40, "data.batch_size": 16})
+    model = load_model(cfg)
+    state = shareable_state(model)
+    assert all(hasattr(v, "dtype") and not hasattr(v, "requires_grad") for v in state.values())  # numpy arrays
+    worker = EvalWorker(cfg, state, threads=1)
+    driver = make_evaluator(cfg, "val", model)
+    schedules = [[0] * 12, [4] * 6 + [0] * 6]
+    local = list(LocalExecutor(lambda split: driver).evaluate("val", schedules))
+    for r, ev in zip(schedules, local, strict=True):
+        mine = worker.evaluate("val", r)
+        assert ev.r == mine.r == r
+        assert {k: [p.mean for p in v] for k, v in ev.accuracy.items()} == \
+               {k: [p.mean for p in v] for k, v in mine.accuracy.items()}
+    assert local[0].accuracy["awgn"][0].n_images == 40
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """A local Ray instance with 2 CPUs (so 2 one-CPU actors), shut down after the module."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'paretoctl[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def _ray_config(folder: Path) -> Path:
+    path = folder / "smoke_ray.yaml"
+    path.write_text(smoke_config_text() + "runtime:\n  executor: ray\n  ray_workers: 2\n")
+    return path
+
+
+@pytest.mark.slow
+def test_ray_build_equals_local_build(smoke_build: Path, ray_cluster: Any, tmp_path: Path) -> None:
+    cfg = load_config(_ray_config(tmp_path))
+    out = tmp_path / "ray"
+    run_build(cfg, out)
+    assert len(ray_cluster.nodes()) == 1 and ray_cluster.cluster_resources()["CPU"] == 2
+    local, remote = _records(smoke_build / "archive.jsonl"), _records(out / "archive.jsonl")
+    assert len(remote) == 17 and remote == local  # same schedules, same order, same accuracies
+    assert _records(out / "test_archive.jsonl", "test") == _records(smoke_build / "test_archive.jsonl", "test")
+    a, b = (json.loads((d / "front.json").read_text()) for d in (smoke_build, out))
+    assert [c["r"] for c in a["configs"]] == [c["r"] for c in b["configs"]]
+    assert b["provenance"]["config"]["runtime"]["executor"] == "ray"
+
+    # Resume half-way through a BoTorch batch: only the driver writes, so the archive ends up the same.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(out, resumed)
+    lines = (resumed / "archive.jsonl").read_text().splitlines(keepends=True)
+    (resumed / "archive.jsonl").write_text("".join(lines[:14]))  # ref + 8 marks + 5 of 8 BoTorch
+    for name in ("front.json", "test_archive.jsonl", "convergence.json"):
+        (resumed / name).unlink()
+    run_build(cfg, resumed, resume=True)
+    assert _records(resumed / "archive.jsonl") == remote
+
+
+def test_smoke_config_states_no_runtime() -> None:
+    """The smoke build (the local reference above) runs with the default runtime: local, on auto."""
+    cfg = load_config(SMOKE)
+    assert cfg.runtime.executor == "local" and cfg.runtime.device == "auto"
