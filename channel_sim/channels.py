@@ -32,6 +32,16 @@ Conventions (each is tested against closed-form theory in ``tests/channel_sim``)
    Randomness comes from the ``generator`` argument; draws are made on the generator's device and
    moved to the tensor's, so a CPU generator reproduces the same numbers on any device. Draw order
    per call: fading gains, then line-of-sight phases (if random), then noise.
+7. **Common random numbers.** With ``positions`` (``[B, N]``, each token's slot in a grid of
+   ``grid_tokens`` slots, e.g. the index of its representative source token in the unmerged
+   sequence), gains and noise are drawn for the whole grid, always of the same shape, and each
+   token meets the draws of its slot: the same sample with the same seed meets the same noise and
+   fading on a slot whatever else is sent, so two schedules that send a token from the same slot
+   see identical channel draws on it (in every block mode; blocks are laid over the grid). What
+   stays different: a *merged* token carries other symbols than the unmerged one on its slot, and
+   power normalisation divides each transmission by its own RMS, so the same normalised noise
+   reaches the tokens scaled by that transmission's scale (correlation 1, amplitudes in the ratio
+   of the scales, within a few percent for merge schedules of the bundled model).
 
 Example:
     >>> ch = make_channel("rayleigh", block="token", equaliser="mmse")
@@ -115,6 +125,28 @@ def _randn_pairs(shape: tuple[int, ...], generator: torch.Generator | None, devi
     return torch.randn((*shape, 2), generator=generator, device=draw_device, dtype=real_dtype).to(device)
 
 
+def _grid_index(tokens: torch.Tensor, positions: torch.Tensor, grid_tokens: int | None) -> torch.Tensor:
+    """``[B, N * D / 2]`` grid symbol of each sent symbol: slot ``p`` holds symbols ``[p D/2, (p+1) D/2)``."""
+    if tokens.ndim != 3 or tokens.shape[-1] % 2:
+        raise ValueError(f"positions need [B, N, D] tokens with an even D, got shape {tuple(tokens.shape)}")
+    batch, n, width = tokens.shape
+    if not isinstance(positions, torch.Tensor) or positions.shape != (batch, n) or positions.is_floating_point():
+        raise ValueError(f"positions must be an integer [B, N] = [{batch}, {n}] tensor, got "
+                         f"{getattr(positions, 'shape', type(positions).__name__)}")
+    if isinstance(grid_tokens, bool) or not isinstance(grid_tokens, int) or grid_tokens < n:
+        raise ValueError(f"grid_tokens must be an int >= the {n} tokens sent, got {grid_tokens!r}")
+    pos = positions.to(device=tokens.device, dtype=torch.long)
+    if n:
+        ordered = pos.sort(dim=1).values
+        if bool(ordered[:, 0].lt(0).any()) or bool(ordered[:, -1].ge(grid_tokens).any()):
+            raise ValueError(f"positions must lie in [0, {grid_tokens})")
+        if n > 1 and bool(ordered.diff(dim=1).eq(0).any()):
+            raise ValueError("positions must be distinct within each sample (one token per grid slot)")
+    half = width // 2
+    offsets = torch.arange(half, device=tokens.device)
+    return (pos[:, :, None] * half + offsets).reshape(batch, n * half)
+
+
 def _validate_block(block: Any) -> Block:
     if isinstance(block, bool) or not (block in BLOCKS or isinstance(block, int)):
         raise ValueError(f"block must be one of {BLOCKS} or a positive int of symbols, got {block!r}")
@@ -137,9 +169,11 @@ class Channel(nn.Module):
     """
 
     kind: str = "base"
+    supports_positions: bool = False
+    """Whether :meth:`forward` takes ``positions``/``grid_tokens`` (common random numbers)."""
 
-    def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None, *,
+                positions: torch.Tensor | None = None, grid_tokens: int | None = None) -> torch.Tensor:
         """Send a batch of real token tensors through the channel.
 
         Args:
@@ -147,17 +181,28 @@ class Channel(nn.Module):
                 sample. The last dimension is the token width for ``block="token"``.
             snr_db: Es/N0 in dB, a float or a ``[B]`` tensor (one value per sample).
             generator: Seeds the channel draws; ``None`` uses torch's global generator.
+            positions: ``[B, N]`` int, each token's slot in a fixed grid of ``grid_tokens`` slots
+                (e.g. the index of its representative source token): gains and noise are drawn for
+                the whole grid and each token meets its slot's (common random numbers, see the
+                module docstring). Needs ``[B, N, D]`` tokens with ``D`` even and distinct slots.
+            grid_tokens: the grid's size in tokens (with ``positions``).
 
         Returns:
             The received, equalised and rescaled tokens, same shape and dtype as ``tokens``.
 
         Raises:
-            ValueError: On non-finite tokens or SNR, or an SNR tensor of the wrong shape.
+            ValueError: On non-finite tokens or SNR, an SNR tensor of the wrong shape, or bad positions.
         """
         _check_tokens(tokens)
         packed = pack(tokens)
         width = tokens.shape[-1] if tokens.ndim >= 2 else 1
-        received = self.transmit_symbols(packed.symbols, snr_db, generator, reals_per_token=width)
+        if positions is None:
+            received = self.transmit_symbols(packed.symbols, snr_db, generator, reals_per_token=width)
+        else:
+            index = _grid_index(tokens, positions, grid_tokens)
+            grid = packed.symbols.new_zeros(tokens.shape[0], int(grid_tokens or 0) * (width // 2))
+            grid.scatter_(1, index, packed.symbols)
+            received = self.transmit_symbols(grid, snr_db, generator, reals_per_token=width).gather(1, index)
         return unpack(received, packed, tokens.dtype)
 
     def transmit_symbols(self, symbols: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None,
@@ -181,11 +226,15 @@ class IdealChannel(Channel):
     """No noise, no fading: returns its input (the tensor itself; a given SNR is validated, then ignored)."""
 
     kind = "ideal"
+    supports_positions = True
 
     def forward(self, tokens: torch.Tensor, snr_db: SnrDb | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return ``tokens`` unchanged (the SNR may be omitted for this channel)."""
+                generator: torch.Generator | None = None, *, positions: torch.Tensor | None = None,
+                grid_tokens: int | None = None) -> torch.Tensor:
+        """Return ``tokens`` unchanged (the SNR may be omitted; positions are checked, then ignored)."""
         _check_tokens(tokens)
+        if positions is not None:
+            _grid_index(tokens, positions, grid_tokens)
         if snr_db is not None:
             _snr_per_sample(snr_db, tokens.shape[0], tokens.device, torch.float32)
         return tokens
@@ -205,6 +254,8 @@ class _NoisyChannel(Channel):
     otherwise they are spread to ``[B, S, 1]`` by an index. The arithmetic runs on real views where
     torch's complex kernels are slow (scaling a complex tensor by a real one).
     """
+
+    supports_positions = True
 
     def __init__(self, equaliser: Equaliser = "zf") -> None:
         super().__init__()

@@ -127,13 +127,18 @@ class DigitalChannel(Channel):
         self.link = DigitalLink(fading=fading, **params)  # type: ignore[arg-type]
         self._fader = RicianChannel(k_factor=self.link.k_factor) if self.link.fading != "awgn" else None
 
-    def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None, *,
+                positions: torch.Tensor | None = None, grid_tokens: int | None = None) -> torch.Tensor:
         """Send ``[B, N, D]`` tokens (or any ``[B, ..., D]``) and return what the server rebuilds.
+
+        ``positions``/``grid_tokens`` (the analog channels' common random numbers) are not supported
+        (``supports_positions`` is False) and refused when given.
 
         Returns:
             The dequantised tokens, lost ones replaced (``zeros``/``mean``); same shape and dtype.
         """
+        if positions is not None or grid_tokens is not None:
+            raise ValueError("a digital link takes no positions/grid_tokens (supports_positions is False)")
         _check_tokens(tokens)
         if tokens.ndim < 2:
             raise ValueError(f"tokens must be [B, ..., D] with a token width D, got shape {tuple(tokens.shape)}")

@@ -42,13 +42,13 @@ from paretoctl.optimizer.pareto import (
     DEFAULT_MAX_ACCURACY_DROP,
     OBJECTIVES,
     hypervolume,
+    margin,
     objective_stderr,
     objective_vector,
+    pareto_mask,
     per_snr_hypervolumes,
     per_snr_pareto_ids,
     reference_point,
-    snr_objectives,
-    snr_reference,
 )
 from paretoctl.optimizer.preflight import Preflight, preflight
 from paretoctl.optimizer.proposers import batches_for, make_proposer
@@ -252,31 +252,83 @@ def convergence(records_by_method: Mapping[str, Sequence[Mapping[str, Any]]], re
             "methods": methods}
 
 
-def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
-                 cap: int, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> list[dict[str, Any]]:
-    """Union of the per-SNR validation fronts, thinned greedily to ``cap`` by summed per-SNR hypervolume.
+def policy_objectives(record: Mapping[str, Any], channel: str, idx: int) -> list[float]:
+    """(accuracy, -edge GFLOPs, -server GFLOPs, -channel uses) at one grid point: the policy's space.
 
-    The thinning ranks by hypervolume inside the region of interest first and by the wide region's
-    (``pareto.WIDE_MARGIN``) second, so the front stays dense where users go and keeps cheap
-    configurations only as far as the cap leaves room.
+    Every latency the policy can compute (measured or modelled, any device profile, any link) grows
+    with the edge work, the server work and the symbols sent; so a schedule dominated here can never
+    be the policy's answer, and one non-dominated here might be.
     """
-    fronts = per_snr_pareto_ids(candidates, ref, snr_grid)
-    on_front = {i for f in fronts for i in f["config_ids"]}
+    return [record["accuracy_val"][channel][idx]["mean"], -record["gflops"]["edge"], -record["gflops"]["server"],
+            -float(record["channel_uses"])]
+
+
+def policy_complete_ids(candidates: Sequence[Mapping[str, Any]], channels: Sequence[str],
+                        n_grid: int) -> set[str]:
+    """Ids of the candidates non-dominated in :func:`policy_objectives` at some (channel, grid SNR)."""
+    keep: set[str] = set()
+    for ch in channels:
+        for i in range(n_grid):
+            y = torch.tensor([policy_objectives(c, ch, i) for c in candidates], dtype=torch.double)
+            keep |= {str(c["id"]) for c, k in zip(candidates, pareto_mask(y).tolist(), strict=True) if k}
+    return keep
+
+
+def _regret_latency(rec: Mapping[str, Any], profile: Any) -> float:
+    """Latency ranking a candidate while capping: the profile's model, else 1 ms per GFLOP and per 1000 uses."""
+    if profile is None:
+        return float(rec["gflops"]["edge"] + rec["gflops"]["server"] + rec["channel_uses"] / 1000.0)
+    from paretoctl.service.latency import latency_parts
+
+    return latency_parts(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)[3]
+
+
+def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
+                 cap: int, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+                 profile: Any = None) -> list[dict[str, Any]]:
+    """The configurations the policy could pick: complete in (accuracy, edge, server, uses), capped by regret.
+
+    1. The pool: every candidate non-dominated in :func:`policy_objectives` at some (channel, grid
+       SNR) on validation. No latency that grows with edge GFLOPs, server GFLOPs and channel uses
+       (the policy's, under any profile, measured or modelled) prefers a schedule left out, so while
+       the pool fits ``cap`` the front's decisions equal the best over the whole archive.
+    2. Over the cap, the front is grown greedily by the policy's **regret**: for every (channel,
+       grid SNR, budget at each pool latency under ``profile``), the best pool accuracy within the
+       budget minus the best chosen one. Regret inside the region of interest (queries whose best
+       answer is within ``max_accuracy_drop`` points of the unmerged model there) counts first,
+       everywhere else second, so the front stays exact where users go and keeps cheap
+       configurations as far as the cap leaves room. Ties go to fewer GFLOPs, then the id.
+
+    Returns:
+        The chosen records, by total GFLOPs.
+    """
+    channels = list(ref["accuracy_val"])
+    on_front = policy_complete_ids(candidates, channels, len(snr_grid))
     pool = [c for c in candidates if c["id"] in on_front]
     if len(pool) <= cap:
-        return pool
-    keys = [(ch, i) for ch in ref["accuracy_val"] for i in range(len(snr_grid))]
+        return sorted(pool, key=lambda c: c["gflops"]["total"])
+    lat = torch.tensor([_regret_latency(c, profile) for c in pool], dtype=torch.double)
+    budgets = torch.unique(lat)  # the decision only changes at a pool latency
+    fits = lat[:, None] <= budgets[None, :]  # [pool, budgets]
+    acc = torch.tensor([[c["accuracy_val"][ch][i]["mean"] for ch in channels for i in range(len(snr_grid))]
+                        for c in pool], dtype=torch.double)  # [pool, keys]
+    value = torch.where(fits[:, :, None], acc[:, None, :], torch.tensor(-1.0, dtype=torch.double))
+    best = value.max(dim=0).values  # [budgets, keys]: the pool's answer
+    floor = torch.tensor([ref["accuracy_val"][ch][i]["mean"] - margin(max_accuracy_drop)
+                          for ch in channels for i in range(len(snr_grid))], dtype=torch.double)
+    roi = best >= floor[None, :]
+    reached = torch.full_like(best, -1.0)
+    chosen: list[int] = []
 
-    def total_hv(chosen: list[dict[str, Any]]) -> tuple[float, float]:
-        ys = {(ch, i): torch.tensor([snr_objectives(c, ref, ch, i) for c in chosen]) for ch, i in keys}
-        return (sum(hypervolume(y, snr_reference(ref, ch, i, max_accuracy_drop)) for (ch, i), y in ys.items()),
-                sum(hypervolume(y, snr_reference(ref, ch, i, None)) for (ch, i), y in ys.items()))
+    def score(k: int) -> tuple[float, float, float, str]:
+        regret = best - torch.maximum(reached, value[k])
+        return float(regret[roi].sum()), float(regret.sum()), pool[k]["gflops"]["total"], str(pool[k]["id"])
 
-    chosen: list[dict[str, Any]] = []
     while len(chosen) < cap:
-        best = max((c for c in pool if c not in chosen), key=lambda c: total_hv([*chosen, c]))
-        chosen.append(best)
-    return sorted(chosen, key=lambda c: c["gflops"]["total"])
+        k_best = min((k for k in range(len(pool)) if k not in chosen), key=score)
+        chosen.append(k_best)
+        reached = torch.maximum(reached, value[k_best])
+    return sorted((pool[k] for k in chosen), key=lambda c: c["gflops"]["total"])
 
 
 def _package_versions() -> dict[str, str]:
@@ -291,10 +343,11 @@ def _package_versions() -> dict[str, str]:
 
 def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: SearchSpace,
                   profile: Any, channels: Sequence[Any] = ()) -> dict[str, Any]:
-    from paretoctl.service.latency import predict_latency
+    from paretoctl.service.latency import config_latency
     from paretoctl.service.link import link_from_channel, payload_bits
 
-    lat = predict_latency(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)
+    lat = config_latency(rec["id"], rec["r"], rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"],
+                         profile)
     props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
     links = {c.label: link_from_channel(c.kind, c.params) for c in channels}
     bits = {label: payload_bits(rec["tokens_sent"], space.shape.embed_dim, link.bits, space.shape.num_patches)
@@ -328,6 +381,32 @@ def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[s
         ctx.test_archive.append(done[key])
         ctx.progress("test split", len(recs) - len(pending) + n + 1, len(recs), None)
     return {rec["id"]: done[tuple(rec["r"])] for rec in recs}
+
+
+def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> Any:
+    """The build's device profile with the front's configurations timed on this machine.
+
+    Edge at batch 1, server at ``timing.server_batch``, interleaved until each median is stable
+    (``paretoctl.models.timing``); a few seconds in all for ~20 configurations of a small ViT. Run
+    again on resume (it is not archived), so the figures always describe the machine that wrote
+    the front. Timed in float32 on the evaluator's device.
+    """
+    from paretoctl.models.timing import TimingSettings, machine_info, time_schedules
+    from paretoctl.service.schema.models import Measurements
+
+    t = ctx.cfg.timing
+    settings = TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs,
+                              max_runs=t.max_runs, rel_ci=t.rel_ci, max_seconds=t.max_seconds)
+    ctx.progress("timing", 0, len(recs), None)
+    timings = time_schedules(ctx.val.model, [list(rec["r"]) for rec in recs], ctx.cfg.split_index, settings,
+                             seed=ctx.cfg.search.seed)
+    ctx.progress("timing", len(recs), len(recs), None)
+    measurements = Measurements.model_validate({
+        "statistic": t.statistic, "machine": machine_info(t.server_batch),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "configs": [{"config_id": rec["id"], "r": list(tm.r), "edge": tm.edge.to_json(), "server": tm.server.to_json()}
+                    for rec, tm in zip(recs, timings, strict=True)]})
+    return ctx.profile.model_copy(update={"measurements": measurements})
 
 
 def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict[str, Any]],
@@ -419,7 +498,8 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
         return {**rec, "id": config_id(rec)}
 
     searched = [with_id(r) for recs in by_method.values() for r in recs]
-    front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs, s.max_accuracy_drop)
+    front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs, s.max_accuracy_drop,
+                         profile=ctx.profile)
     candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
     for c in candidates:  # one entry per schedule: the reference first, then the marks, then the search
@@ -427,6 +507,8 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
             seen.add(tuple(c["r"]))
             final.append(c)
     test = measure_on_test(ctx, final)
+    if cfg.timing.enabled:
+        ctx.profile = measured_profile(ctx, final)
     provenance = {
         "model": cfg.model.name if cfg.model.name != "bundled" else "bundled:vit_fmnist_patch4_28",
         "model_identity": model_identity(ctx.val.model, _timm_name(cfg)),

@@ -137,6 +137,32 @@ class ChannelSection(_Strict):
         return kinds
 
 
+class TimingSection(_Strict):
+    """Timing the front's configurations on the build machine (``paretoctl.models.timing``).
+
+    The front's latencies then come from these measurements (edge at batch 1, server at
+    ``server_batch``; the policy uses ``statistic``) instead of the device profile's rates.
+    ``enabled: false`` keeps every latency modelled. Timing never changes the archive.
+    """
+
+    enabled: bool = True
+    server_batch: int = Field(1, ge=1, le=1024)
+    warmup: int = Field(3, ge=0)
+    min_runs: int = Field(15, ge=5)
+    max_runs: int = Field(200, ge=5)
+    rel_ci: float = Field(0.03, gt=0, le=1)
+    """Stop timing a configuration once its median's 95% interval is within this fraction."""
+    max_seconds: float = Field(60.0, gt=0)
+    """Bound on the whole timing phase, seconds (every configuration still gets ``min_runs``)."""
+    statistic: Literal["p50", "p90"] = "p90"
+
+    @model_validator(mode="after")
+    def _runs(self) -> TimingSection:
+        if self.max_runs < self.min_runs:
+            raise ValueError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
+        return self
+
+
 class SearchSection(_Strict):
     """The multi-objective search. ``budget`` counts evaluations of the chosen ``method``."""
 
@@ -170,6 +196,7 @@ class BuildConfig(_Strict):
     device: str = str(DEFAULT_DEVICE)
     search: SearchSection = Field(default_factory=lambda: SearchSection())
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
+    timing: TimingSection = Field(default_factory=lambda: TimingSection())
 
     @model_validator(mode="after")
     def _initial_within_budget(self) -> BuildConfig:

@@ -3,8 +3,12 @@
 The edge part runs once per batch. Its tokens then cross each channel at every SNR of the grid: the
 SNR copies are stacked into one batch with a per-sample SNR, so the server part runs once per
 (channel, draw) instead of once per SNR. Noise is drawn from generators seeded by (seed, channel,
-draw, batch) only, so every schedule meets the same noise: comparisons between schedules use common
-random numbers and are far less noisy than independent draws would be.
+draw, batch) only, for the *unmerged* token grid (``[SNRs x batch, tokens entering block 0]``,
+whatever the schedule), and each sent token meets the draws of its representative source token's
+slot (the first patch it holds, from the traced sources): the same image at the same SNR meets the
+same noise on every token two schedules both send, so comparisons between schedules use common
+random numbers (``paretoctl.channel_sim.channels``, convention 7, says what cannot be common:
+merged tokens' symbols and the per-transmission power scale). Digital links draw per transmission.
 
 Uncertainty of an accuracy p measured on n images with d noise draws:
 ``stderr = sqrt(p (1 - p) / n + s_d^2 / d)``, the binomial term for the finite image sample plus the
@@ -25,7 +29,7 @@ import torch
 from paretoctl.channel_sim.channels import make_channel
 from paretoctl.channel_sim.packing import channel_uses
 from paretoctl.models.flops import analytic_cost
-from paretoctl.models.patch import apply_merging, set_schedule
+from paretoctl.models.patch import apply_merging
 from paretoctl.models.split import TokenState, edge_forward, server_forward
 from paretoctl.optimizer.config import ChannelSpec
 from paretoctl.optimizer.preflight import split_index_error
@@ -144,6 +148,8 @@ class Evaluator:
         self.split, self.draws, self.seed = split, draws, seed
         self.num_patches = int(self.model.patch_embed.num_patches)
         self.num_prefix = int(self.model.num_prefix_tokens)
+        self.crn = int(self.model.embed_dim) % 2 == 0 and any(c.supports_positions for c in self.channels)
+        """Common random numbers per token slot (needs whole symbols per token, and a channel that can)."""
 
     def costs(self, r: Sequence[int]) -> Costs:
         """GFLOPs, tokens and channel uses of schedule ``r`` (no data needed)."""
@@ -159,7 +165,7 @@ class Evaluator:
     def evaluate(self, r: Sequence[int]) -> Evaluation:
         """Accuracy of schedule ``r`` at every (channel, SNR) of the grid, and its costs."""
         t0 = time.perf_counter()
-        set_schedule(self.model, list(r))
+        apply_merging(self.model, list(r), trace_source=self.crn)  # sources give each token's noise slot
         self.model.eval()
         n_snr = len(self.snr_grid)
         correct = torch.zeros(len(self.channels), self.draws, n_snr, dtype=torch.long, device=self.device)
@@ -174,12 +180,15 @@ class Evaluator:
             n_images += bsz
             tokens = state.tokens.float().repeat(n_snr, 1, 1)  # the channel runs in float32
             size = state.size.repeat(n_snr, 1, 1)
+            # CRN: each token meets the noise of its representative (first) source token's slot.
+            slots = {} if state.source is None else {
+                "positions": state.source.argmax(-1).repeat(n_snr, 1), "grid_tokens": state.source.shape[-1]}
             snr = grid.repeat_interleave(bsz)
             target = labels.repeat(n_snr)
             for ci, channel in enumerate(self.channels):
                 for d in range(self.draws):
                     gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
-                    noisy = channel(tokens, snr, generator=gen)
+                    noisy = channel(tokens, snr, generator=gen, **(slots if channel.supports_positions else {}))
                     with autocast(self.device, self.precision):
                         logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
                     hits = (logits.argmax(-1) == target).view(n_snr, bsz).sum(-1)

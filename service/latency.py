@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +43,8 @@ __all__ = [
     "DigitalLink",
     "LatencyBreakdown",
     "ProfileError",
+    "config_latency",
+    "digital_transmit_ms",
     "fit_overhead_and_rate",
     "latency_parts",
     "list_profiles",
@@ -51,7 +53,6 @@ __all__ = [
     "predict_latency",
     "profile_from_mapping",
     "profile_path",
-    "digital_transmit_ms",
     "read_document",
 ]
 
@@ -104,6 +105,27 @@ def predict_latency(gflops_edge: float, gflops_server: float, channel_uses: floa
     """
     edge, link, server, total = latency_parts(gflops_edge, gflops_server, channel_uses, profile)
     return LatencyBreakdown(edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=total)
+
+
+def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_server: float,
+                   channel_uses: float, profile: DeviceProfile) -> LatencyBreakdown:
+    """Latency of one front configuration: measured edge and server times where the profile has them.
+
+    ``profile.measurements`` (``paretoctl.models.timing``) hold per-configuration edge (batch 1) and
+    server times, keyed by id and schedule; where this configuration is among them, its edge and
+    server parts are the measured figures at the measurements' statistic (p90 by default, which
+    already include every fixed cost, so no overhead is added) and are labelled ``measured``.
+    Otherwise they are modelled by :func:`latency_parts`. Transmission is always modelled (the
+    link cannot be timed on the machine that times the model).
+    """
+    edge, link, server, total = latency_parts(gflops_edge, gflops_server, channel_uses, profile)
+    got = profile.measured(config_id, tuple(r))
+    if got is None:
+        return LatencyBreakdown.model_construct(edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=total)
+    edge, server = got
+    return LatencyBreakdown.model_construct(
+        edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=edge + link + server,
+        edge_source="measured", server_source="measured")
 
 
 def read_document(path: str | Path, *, kind: Literal["json", "yaml"], what: str,

@@ -5,7 +5,9 @@ fallback), so that a device and the server never disagree about what a front mea
 
 Rule:
     1. Latency of every configuration is recomputed from its costs (edge/server GFLOPs, channel
-       uses) with the given device profile, or the front's own profile.
+       uses) with the given device profile, or the front's own profile; where that profile carries
+       measured edge and server times for the configuration (its p90 by default), those replace
+       the modelled ones (``paretoctl.service.latency.config_latency``; each part is labelled).
     2. Of the configurations with ``latency <= latency_ms``, choose the one with the highest
        **validation** accuracy at the requested SNR (configurations are chosen on validation data;
        the test split is only reported). Ties go to the lower latency, then to the smaller id.
@@ -57,7 +59,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from paretoctl.service.latency import LatencyBreakdown, latency_parts
+from paretoctl.service.latency import LatencyBreakdown, config_latency
 from paretoctl.service.link import DigitalLink, link_from_channel
 from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops, ModelIdentity
 
@@ -220,9 +222,8 @@ def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
     """Latency-sort the configurations and precompute every (channel, SNR key) view."""
     rows = []
     for cfg in front.configs:
-        e, t, s, tot = latency_parts(cfg.gflops.edge, cfg.gflops.server, cfg.channel_uses, profile)
-        rows.append((tot, cfg.id, cfg, LatencyBreakdown.model_construct(
-            edge_ms=e, transmit_ms=t, server_ms=s, total_ms=tot)))
+        lat = config_latency(cfg.id, cfg.r, cfg.gflops.edge, cfg.gflops.server, cfg.channel_uses, profile)
+        rows.append((lat.total_ms, cfg.id, cfg, lat))
     rows.sort(key=lambda row: (row[0], row[1]))
     configs = tuple(row[2] for row in rows)
     n_grid = len(front.provenance.snr_grid_db)
@@ -256,8 +257,8 @@ def _build_digital(front: FrontArtifact, kind: str, link: DigitalLink, profile: 
     configs = tuple(sorted(front.configs, key=lambda c: c.id))
     fixed = []
     for c in configs:
-        e, _, s, _ = latency_parts(c.gflops.edge, c.gflops.server, 0.0, profile)
-        fixed.append((e, s))
+        lat = config_latency(c.id, c.r, c.gflops.edge, c.gflops.server, 0.0, profile)
+        fixed.append((lat.edge_ms, lat.server_ms))
     return _DigitalIndex(
         link=link, profile=profile, configs=configs, edge_server_ms=tuple(fixed),
         bits=tuple((c.bits or {})[kind] for c in configs),

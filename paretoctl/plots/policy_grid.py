@@ -76,7 +76,6 @@ def policy_grid(front: FrontArtifact, channel: str, *, width: int = 61, height: 
     by_id = config_map(front)
     accuracy: list[list[float]] = []
     chosen: list[list[str | None]] = []
-    fastest = min(totals)
     fastest = math.inf
     for lat in latencies:
         acc_row: list[float] = []

@@ -44,8 +44,10 @@ def snr_colours(grid: Sequence[float]) -> dict[float, Any]:
 
 
 def channel_title(kind: str) -> str:
-    """Panel title naming a channel kind in words."""
-    return f"Channel: {CHANNEL_NAMES.get(kind, kind)}"
+    """Panel title naming a channel label in words (``rayleigh-digital`` -> "Rayleigh block fading, digital link")."""
+    base, digital = kind.removesuffix("-digital"), kind.endswith("-digital")
+    name = CHANNEL_NAMES.get(base, base)
+    return f"Channel: {name}, digital link" if digital else f"Channel: {name}"
 
 
 def subplots(fig: Figure, n: int, *, sharey: bool = True) -> list[Axes]:

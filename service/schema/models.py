@@ -9,6 +9,7 @@ an artifact that exists in memory is one the service can serve.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -140,6 +141,100 @@ class Provenance(_Model):
         return [c.kind for c in self.channels]
 
 
+LatencySource = Literal["measured", "modelled"]
+"""Where a latency figure comes from: timed on a machine, or the analytic profile formula."""
+
+LatencyStatistic = Literal["p50", "p90"]
+
+
+class PartTiming(_Model):
+    """Wall times of one part (edge or server) of one configuration, milliseconds.
+
+    Attributes:
+        p50_ms: median.
+        p90_ms: 90th percentile.
+        runs: timed runs.
+        rel_ci: half-width of the median's 95% interval over the median.
+    """
+
+    p50_ms: NonNegFloat
+    p90_ms: NonNegFloat
+    runs: int = Field(ge=1)
+    rel_ci: NonNegFloat
+
+    def at(self, statistic: LatencyStatistic) -> float:
+        """The figure the policy uses under ``statistic``."""
+        return self.p90_ms if statistic == "p90" else self.p50_ms
+
+
+class ConfigTiming(_Model):
+    """Measured times of one configuration: the edge at batch 1, the server at the stated batch."""
+
+    config_id: str = Field(min_length=1)
+    r: tuple[Annotated[int, Field(ge=0)], ...]
+    edge: PartTiming
+    server: PartTiming
+
+
+class TimingMachine(_Model):
+    """What the measurements were taken on.
+
+    Attributes:
+        cpu: CPU model string.
+        torch: torch version.
+        threads: torch intra-op threads.
+        host: host name.
+        server_batch: images per server forward when timing the server part.
+    """
+
+    cpu: str
+    torch: str
+    threads: int = Field(ge=1)
+    host: str = "unknown"
+    server_batch: int = Field(1, ge=1)
+
+
+class Measurements(_Model):
+    """Per-configuration times measured by ``paretoctl.models.timing`` (the build, ``paretoctl profile
+    --front`` or the SDK's ``calibrate``).
+
+    Attributes:
+        statistic: which percentile the policy uses: ``p90`` by default, since a budget is a
+            deadline and the median would miss it half the time; edge p90 + server p90 bounds the
+            p90 of their sum from above.
+        machine: where they were taken.
+        measured_at: when (ISO 8601 UTC).
+        front_checksum: the front they were measured for, when known.
+        configs: one entry per timed configuration.
+    """
+
+    statistic: LatencyStatistic = "p90"
+    machine: TimingMachine
+    measured_at: datetime
+    front_checksum: str | None = None
+    configs: tuple[ConfigTiming, ...] = ()
+
+    def lookup(self, config_id: str, r: tuple[int, ...]) -> tuple[float, float] | None:
+        """``(edge_ms, server_ms)`` of the entry with this id and schedule, or None."""
+        c = self._by_id.get(config_id)
+        if c is None or c.r != r:
+            return None
+        return c.edge.at(self.statistic), c.server.at(self.statistic)
+
+    @cached_property
+    def _by_id(self) -> dict[str, ConfigTiming]:
+        return {c.config_id: c for c in self.configs}
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.statistic, self.machine, self.measured_at, self.front_checksum, self.configs))
+
+    def __hash__(self) -> int:
+        # Cached: the policy keys its index by the profile on every query, and hashing ~20 nested
+        # entries each time would cost more than the query itself.
+        return self._hash
+
+
 class DeviceProfile(_Model):
     """Speeds and fixed costs of an edge device, its radio link and the server.
 
@@ -164,6 +259,18 @@ class DeviceProfile(_Model):
     edge_overhead_ms: NonNegFloat = 0.0
     link_overhead_ms: NonNegFloat = 0.0
     server_overhead_ms: NonNegFloat = 0.0
+    measurements: Measurements | None = None
+    """Measured edge and server times per configuration (``None``: every figure is modelled)."""
+
+    def measured(self, config_id: str, r: list[int] | tuple[int, ...]) -> tuple[float, float] | None:
+        """``(edge_ms, server_ms)`` measured for this configuration at the profile's statistic, or None.
+
+        A measurement counts only for the same id *and* schedule, so a profile measured on one front
+        never lends its figures to another front's configuration that happens to share an id.
+        """
+        if self.measurements is None:
+            return None
+        return self.measurements.lookup(config_id, tuple(r))
 
 
 class AccuracyAtSnr(_Model):
@@ -193,12 +300,20 @@ class Gflops(_Model):
 
 
 class LatencyRecord(_Model):
-    """Latency of a configuration under the front's device profile, in milliseconds."""
+    """Latency of a configuration under the front's device profile, in milliseconds.
+
+    Each part says where it comes from: ``measured`` (the profile's measurements, at its statistic)
+    or ``modelled`` (``overhead + GFLOPs / rate`` or ``overhead + uses / symbol rate``). A front
+    written before the sources existed reads as all ``modelled``, which is what it was.
+    """
 
     edge_ms: NonNegFloat
     transmit_ms: NonNegFloat
     server_ms: NonNegFloat
     total_ms: NonNegFloat
+    edge_source: LatencySource = "modelled"
+    transmit_source: LatencySource = "modelled"
+    server_source: LatencySource = "modelled"
 
 
 class FrontConfig(_Model):
