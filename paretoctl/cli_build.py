@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -85,6 +86,23 @@ def build(
         fail(ExitCode.INTERRUPTED, f"interrupted; what was recorded is kept, resume with "
                                    f"`{_resume_hint(config, out, budget, seed)}`")
     console.print(f"[green]front written:[/green] {path}")
+    _print_time_spent(console, out)
+
+
+def _print_time_spent(console: Any, out: Path) -> None:
+    """Where this session's wall time went, per search phase: proposing (GP fit + acquisition) vs evaluating."""
+    import json
+
+    try:
+        seconds: dict[str, float] = json.loads((out / "convergence.json").read_text()).get("seconds", {})
+    except (OSError, ValueError):
+        return
+    tags = sorted({k.rsplit("/", 1)[0] for k in seconds})
+    if not tags:
+        return
+    console.print("time spent this session (s):  " + "   ".join(
+        f"{tag}: propose {seconds.get(f'{tag}/propose', 0.0):.0f}, evaluate {seconds.get(f'{tag}/evaluate', 0.0):.0f}"
+        for tag in tags))
 
 
 def register(app: typer.Typer) -> None:
