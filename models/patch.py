@@ -172,12 +172,12 @@ class MergingBlock(Block):
         bias = size.log().reshape(size.shape[0], 1, 1, -1) if prop_attn else None  # [B, 1, 1, N]
         attn_out, metric = self.attn(self.norm1(x), bias, need_metric=r > 0)
         x = x + _run(self.drop_path1, _run(self.ls1, attn_out))
-        if metric is not None and source is None:
-            x, size = match_and_merge(x, size, metric, r, num_prefix)  # same result, fewer operators
-        elif metric is not None:
+        if metric is not None and source is not None:
             plan = bipartite_soft_matching(metric, r, num_prefix)
             x, size = merge_weighted(x, size, plan)
             source = merge_source(source, plan)
+        elif metric is not None:
+            x, size = match_and_merge(x, size, metric, r, num_prefix)  # same result, fewer operators
         x = x + _run(self.drop_path2, _run(self.ls2, _mlp(self.mlp, self.norm2(x))))
         return TokenState(tokens=x, size=size, source=source)
 

@@ -39,8 +39,8 @@ from torch import nn
 from paretoctl.models.patch import apply_merging, get_schedule, is_patched, set_schedule
 from paretoctl.models.split import TRACE_SOURCE_ATTR, TokenState, edge_forward, server_forward
 
-__all__ = ["PartStats", "ScheduleTiming", "TimingSettings", "machine_info", "median_ci", "quantile",
-           "summarise", "time_schedules"]
+__all__ = ["PartStats", "ScheduleTiming", "TimingSettings", "front_measurements", "machine_info", "median_ci",
+           "quantile", "summarise", "time_schedules"]
 
 _Z95 = 1.959963984540054
 """Two-sided 95% normal quantile, for the order-statistic interval of the median."""
@@ -185,7 +185,7 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def time_schedules(model: nn.Module, schedules: Sequence[Sequence[int]], split: int,
+def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
                    settings: TimingSettings | None = None, image: torch.Tensor | None = None,
                    seed: int = 0) -> list[ScheduleTiming]:
     """Time the edge and server parts of ``model`` under each schedule (see the module docstring).
@@ -249,3 +249,29 @@ def time_schedules(model: nn.Module, schedules: Sequence[Sequence[int]], split: 
     apply_merging(model, before, trace_source=traced)
     return [ScheduleTiming(tuple(int(x) for x in r), summarise(smp.edge), summarise(smp.server))
             for r, smp in zip(schedules, samples, strict=True)]
+
+
+def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]], split: int,
+                       settings: TimingSettings | None = None, statistic: str = "p90",
+                       front_checksum: str | None = None) -> dict[str, Any]:
+    """Time a front's configurations on ``model`` and return the artifact's ``measurements`` document.
+
+    Args:
+        model: the model the front was built for (the device's own copy).
+        configs: ``(config id, r)`` pairs.
+        split: the front's split index.
+        settings: repeats and stopping rule.
+        statistic: the percentile the policy will use (``p90`` or ``p50``).
+        front_checksum: the front's checksum, recorded with the figures.
+
+    Returns:
+        A mapping that validates as ``paretoctl.service.schema.models.Measurements``.
+    """
+    from datetime import UTC, datetime
+
+    s = settings or TimingSettings()
+    timings = time_schedules(model, [list(r) for _, r in configs], split, s)
+    return {"statistic": statistic, "machine": machine_info(s.server_batch),
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "front_checksum": front_checksum,
+            "configs": [{"config_id": cid, "r": list(t.r), "edge": t.edge.to_json(), "server": t.server.to_json()}
+                        for (cid, _), t in zip(configs, timings, strict=True)]}

@@ -196,8 +196,10 @@ def _print_decision(d: Decision) -> None:
         table.add_row("proportions", " ".join(f"{p:.2f}" for p in d.proportions or []))
         table.add_row("accuracy (test)", f"{d.predicted_accuracy.mean:.4f} ± {d.predicted_accuracy.stderr:.4f}")
         table.add_row("accuracy (val)", f"{d.validation_accuracy.mean:.4f} ± {d.validation_accuracy.stderr:.4f}")
-        table.add_row("latency", f"{d.latency.total_ms:.3f} ms (edge {d.latency.edge_ms:.3f}, "
-                      f"link {d.latency.transmit_ms:.3f}, server {d.latency.server_ms:.3f})")
+        lat = d.latency
+        table.add_row("latency", f"{lat.total_ms:.3f} ms (edge {lat.edge_ms:.3f} {lat.edge_source}, "
+                      f"link {lat.transmit_ms:.3f} {lat.transmit_source}, "
+                      f"server {lat.server_ms:.3f} {lat.server_source})")
         table.add_row("GFLOPs", f"{d.gflops.total:.4g} (edge {d.gflops.edge:.4g}, server {d.gflops.server:.4g})")
         table.add_row("tokens sent / channel uses", f"{d.tokens_sent} / {d.channel_uses}")
     else:
@@ -232,8 +234,18 @@ def profile(
     warmup: Annotated[int, typer.Option(min=0, help="untimed runs per schedule")] = 3,
     batch: Annotated[int, typer.Option(min=1, help="images per forward pass")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads (default: torch's)")] = None,
+    front: Annotated[Path | None, typer.Option(help="re-time this front's configurations instead of fitting "
+                                                    "a rate (writes per-config measured edge/server ms)")] = None,
+    max_seconds: Annotated[float, typer.Option(min=1.0, help="with --front: bound on the timing, s")] = 60.0,
 ) -> None:
     """Measure this machine as an edge device and write a device profile.
+
+    With --front, every configuration of that front is timed on the front's own model (edge at
+    batch 1, server at --batch; interleaved until each median is within 3%), and the profile
+    carries those per-configuration measurements: load it by name (``?device=NAME``) and the
+    policy uses them (their p90) for that front. The rates in it (edge from the front's profile;
+    server, symbol rate and overheads from the options, in GFLOP/s, Hz and ms) remain the modelled
+    fallback for what was not measured; the transmit time is always modelled from them.
 
     Times the real model's forward pass at several merge schedules (so at several GFLOPs), fits
     time = overhead + GFLOPs / rate by least squares, and writes edge_gflops_per_s and
@@ -245,6 +257,12 @@ def profile(
     from paretoctl.service.fileio import atomic_write_bytes
     from paretoctl.service.latency import ProfileError, fit_overhead_and_rate, profile_from_mapping
 
+    if front is not None:
+        _profile_front(front, out, name, {"symbol_rate_hz": symbol_rate, "server_gflops_per_s": server_gflops,
+                                          "link_overhead_ms": link_overhead_ms,
+                                          "server_overhead_ms": server_overhead_ms},
+                       batch=batch, warmup=warmup, threads=threads, max_seconds=max_seconds)
+        return
     rows = measure_edge(model, repeats=repeats, warmup=warmup, batch=batch, threads=threads)
     try:
         overhead, rate = fit_overhead_and_rate([r["gflops"] for r in rows], [r["ms"] for r in rows])
@@ -266,6 +284,49 @@ def profile(
         fail(ExitCode.FAILED, f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}: edge {rate:.2f} GFLOP/s + {overhead:.3f} ms overhead "
                f"(fit over {len(rows)} schedules, batch {batch})")
+
+
+def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str, float], *, batch: int,
+                   warmup: int, threads: int | None, max_seconds: float) -> None:
+    """``paretoctl profile --front``: time the front's configurations and write a measured profile."""
+    import torch
+    import yaml
+
+    from paretoctl.models.timing import TimingSettings, front_measurements
+    from paretoctl.optimizer.config import ConfigError, parse_config
+    from paretoctl.optimizer.executor import load_model
+    from paretoctl.service.fileio import atomic_write_bytes
+    from paretoctl.service.latency import ProfileError, profile_from_mapping
+    from paretoctl.service.schema import FrontLoadError, load_front
+
+    try:
+        art = load_front(front_path)
+    except (OSError, FrontLoadError) as exc:
+        fail(ExitCode.BAD_INPUT, f"{front_path}: {getattr(exc, 'strerror', None) or exc}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        net = load_model(parse_config(art.provenance.config))
+    except (ConfigError, ValueError) as exc:
+        fail(ExitCode.BAD_INPUT, f"{front_path}: cannot rebuild the front's model: {exc}")
+    doc = front_measurements(net, [(c.id, c.r) for c in art.configs], art.provenance.split_index,
+                             TimingSettings(server_batch=batch, warmup=warmup, max_seconds=max_seconds),
+                             front_checksum=art.checksum)
+    try:
+        prof = profile_from_mapping({**art.device_profile.model_dump(exclude={"measurements"}), **link,
+                                     "name": name or out.stem, "measurements": doc}, source=str(out))
+    except ProfileError as exc:
+        fail(ExitCode.FAILED, str(exc))
+    head = (f"# Measured by `paretoctl profile --front {front_path}` ({len(art.configs)} configurations; edge at "
+            f"batch 1, server at batch {batch}). The policy uses the measurements' {doc['statistic']} for\n"
+            "# this front's configurations and the rates below (GFLOP/s, Hz, ms) for anything else.\n")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, (head + yaml.safe_dump(prof.model_dump(mode="json"), sort_keys=False)).encode())
+    except OSError as exc:
+        fail(ExitCode.FAILED, f"cannot write {out}: {exc.strerror or exc}")
+    typer.echo(f"wrote {out}: {len(art.configs)} configurations timed on {doc['machine']['cpu']} "
+               f"({doc['machine']['threads']} threads)")
 
 
 def _r_squared(gflops: list[float], ms: list[float], overhead: float, rate: float) -> float:

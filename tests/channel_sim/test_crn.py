@@ -50,7 +50,8 @@ def test_shared_tokens_meet_identical_draws(kind: str, params: dict[str, Any]) -
     tokens = _equal_energy_tokens()
     full = _send(kind, params, tokens, list(range(GRID)))
     merged = _send(kind, params, tokens, KEPT)
-    torch.testing.assert_close(merged, full[:, KEPT], rtol=1e-5, atol=1e-6)  # same symbols, same draws (to rounding of the scale)
+    # The same symbols meet the same draws: equal outputs, up to rounding in the two scales' sums.
+    torch.testing.assert_close(merged, full[:, KEPT], rtol=1e-5, atol=1e-6)
     err_full = (full[:, KEPT] - tokens[:, KEPT]).flatten()
     err_merged = (merged - tokens[:, KEPT]).flatten()
     assert err_full.norm() > 0.1  # there is noise to share
@@ -111,7 +112,7 @@ def test_a_merged_schedule_of_a_real_model_shares_the_noise_of_its_unmerged_slot
         ch = make_channel("rayleigh", block="token")
         rx = ch(st.tokens, 8.0, generator=torch.Generator().manual_seed(3), positions=pos, grid_tokens=grid)
         out[name] = (st, pos, (rx - st.tokens) / st.tokens.reshape(2, -1).pow(2).mean(1).mul(2).sqrt()[:, None, None])
-    (s0, p0, n0), (s1, p1, n1) = out["unmerged"], out["merged"]
+    (s0, _, n0), (s1, p1, n1) = out["unmerged"], out["merged"]
     alone = s1.source.sum(-1) == 1  # tokens that still hold one source: sent unchanged by both
     assert int(alone.sum()) > 0 and 0 < int((~alone).sum()) <= 2 * 8  # 8 merges per image, some into one token
     for b in range(2):

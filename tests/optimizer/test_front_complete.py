@@ -9,6 +9,7 @@ must be as accurate as the best schedule of the whole archive within the budget 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_front_decisions_have_zero_regret_against_the_archive(uncapped_build: Pa
     for profile in _profiles(front.device_profile):
         lat = [latency_parts(r["gflops"]["edge"], r["gflops"]["server"], r["channel_uses"], profile)[3] for r in recs]
         points = sorted(set(lat))
-        budgets = sorted({*points, *[(a + b) / 2 for a, b in zip(points, points[1:], strict=False)],
+        budgets = sorted({*points, *[(a + b) / 2 for a, b in itertools.pairwise(points)],
                           points[-1] * 1.5})
         for ch in front.provenance.channel_kinds:
             for i, snr in enumerate(grid):
