@@ -392,7 +392,7 @@ def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> An
     the front. Timed in float32 on the evaluator's device.
     """
     from paretoctl.models.timing import TimingSettings, machine_info, time_schedules
-    from paretoctl.service.schema.models import Measurements
+    from paretoctl.service.schema import Measurements
 
     t = ctx.cfg.timing
     settings = TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs,

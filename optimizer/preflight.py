@@ -135,9 +135,9 @@ def preflight(cfg: BuildConfig, source: str = "<config>") -> Preflight:
     from paretoctl.optimizer.runtime import runtime_error
     from paretoctl.service.latency import ProfileError, load_profile
 
-    problem = runtime_error(cfg.runtime)  # an absent GPU or Ray
-    if problem:
-        raise _fail(source, problem[0], problem[1])
+    runtime_problem = runtime_error(cfg.runtime)  # an absent GPU or Ray
+    if runtime_problem:
+        raise _fail(source, *runtime_problem)
     try:
         profile = load_profile(cfg.device)
     except ProfileError as err:

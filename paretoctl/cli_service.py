@@ -242,7 +242,7 @@ def profile(
 
     With --front, every configuration of that front is timed on the front's own model (edge at
     batch 1, server at --batch; interleaved until each median is within 3%), and the profile
-    carries those per-configuration measurements: load it by name (``?device=NAME``) and the
+    carries those per-configuration measurements: load it by name (?device=NAME) and the
     policy uses them (their p90) for that front. The rates in it (edge from the front's profile;
     server, symbol rate and overheads from the options, in GFLOP/s, Hz and ms) remain the modelled
     fallback for what was not measured; the transmit time is always modelled from them.

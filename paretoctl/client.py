@@ -47,8 +47,9 @@ from paretoctl.sdk_core import (
     Sleep,
     parse_retry_after,
 )
+from paretoctl.service.fileio import atomic_write_text
 from paretoctl.service.policy import Decision
-from paretoctl.service.schema import DeviceProfile, FrontArtifact
+from paretoctl.service.schema import DeviceProfile, FrontArtifact, ModelIdentity
 
 if TYPE_CHECKING:
     from torch import nn
@@ -116,6 +117,49 @@ class _ClientBase:
     def cache(self) -> FrontCache:
         """The front cache."""
         return self._core.cache
+
+    def calibrate(self, model: nn.Module, *, settings: Any = None, statistic: str = "p90",
+                  profile_path: str | Path | None = None) -> DeviceProfile:
+        """Time the cached front's configurations on this device's own model and use them offline.
+
+        Edge and server parts are timed on ``model`` as the build times them
+        (:func:`paretoctl.models.timing.front_measurements`: edge at batch 1, warm-up, interleaved
+        rounds, p50/p90). The result is the front's device profile with these ``measurements``; it
+        is kept with the cached front, and decisions answered from the cache use it (until the front
+        changes). ``profile_path`` also writes it as a device-profile YAML: copy it into the
+        service's devices directory and query with ``device=<name>`` to get answers computed with
+        this device's own numbers.
+
+        Args:
+            model: the device's model; it must be the model the front was built for.
+            settings: a :class:`paretoctl.models.timing.TimingSettings` (default: the build's).
+            statistic: the percentile decisions use, ``p90`` (a budget is a deadline) or ``p50``.
+            profile_path: where to write the profile YAML (its stem is the profile's name).
+
+        Raises:
+            ServiceUnavailableError: there is no cached front (fetch one first).
+            ForeignModelError: the front was built for another model.
+        """
+        import yaml
+
+        from paretoctl.models.timing import front_measurements  # torch, lazily: the [build] extra
+        from paretoctl.service.schema import Measurements
+
+        cached = self.cache.load()
+        if cached is None:
+            raise ServiceUnavailableError("no cached front to calibrate: call fetch_front() first")
+        front = cached[0]
+        _check_identity(model, front.provenance.model_identity, "the front")
+        doc = front_measurements(model, [(c.id, c.r) for c in front.configs], front.provenance.split_index,
+                                 settings, statistic=statistic, front_checksum=front.checksum)
+        name = Path(profile_path).stem if profile_path is not None else f"{front.device_profile.name}-calibrated"
+        profile = front.device_profile.model_copy(
+            update={"name": name, "measurements": Measurements.model_validate(doc)})
+        self.cache.store_calibration(profile)
+        if profile_path is not None:
+            Path(profile_path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(profile_path, yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
+        return profile
 
     @property
     def auto_sync(self) -> bool:
@@ -275,18 +319,9 @@ def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
     """
     if not decision.feasible or decision.r is None:
         raise ValueError(f"cannot apply an infeasible decision: {decision.reason}")
-    # torch, lazily: the [build] extra
-    from paretoctl.models.identity import architecture_sha256, weights_sha256
-    from paretoctl.models.patch import apply_merging, is_patched, set_schedule
+    from paretoctl.models.patch import apply_merging, is_patched, set_schedule  # torch, lazily: [build]
 
-    expected = decision.model_identity
-    found = {"architecture_sha256": architecture_sha256(model)}
-    if found["architecture_sha256"] == expected.architecture_sha256:
-        found["weights_sha256"] = weights_sha256(model)  # only hashed when the architecture matches
-        if found["weights_sha256"] == expected.weights_sha256:
-            found = {}
-    if found:
-        raise _foreign(decision, type(model).__name__, found)
+    _check_identity(model, decision.model_identity, f"decision {decision.config_id!r}")
     r = list(decision.r)
     if is_patched(model):
         set_schedule(model, r)
@@ -295,13 +330,19 @@ def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
     return model
 
 
-def _foreign(decision: Decision, model_kind: str, found: dict[str, str]) -> ForeignModelError:
-    """The error for a decision whose model identity differs from ``found`` (first differing part named)."""
-    expected = decision.model_identity
-    what = "weights" if "weights_sha256" in found else "architecture"
-    want = getattr(expected, f"{what}_sha256")
-    return ForeignModelError(
-        f"decision {decision.config_id!r} was made for model {expected.name!r} with {what} {want[:12]}..., "
-        f"but this {model_kind} has {what} {found[f'{what}_sha256'][:12]}...: the front's schedules and "
+def _check_identity(model: nn.Module, expected: ModelIdentity, what: str) -> None:
+    """Raise :class:`ForeignModelError` unless ``model`` has ``expected``'s architecture and weights."""
+    from paretoctl.models.identity import architecture_sha256, weights_sha256  # torch, lazily
+
+    found = {"architecture_sha256": architecture_sha256(model)}
+    if found["architecture_sha256"] == expected.architecture_sha256:
+        found["weights_sha256"] = weights_sha256(model)  # only hashed when the architecture matches
+        if found["weights_sha256"] == expected.weights_sha256:
+            return
+    part = "weights" if "weights_sha256" in found else "architecture"
+    want = getattr(expected, f"{part}_sha256")
+    raise ForeignModelError(
+        f"{what} was made for model {expected.name!r} with {part} {want[:12]}..., but this "
+        f"{type(model).__name__} has {part} {found[f'{part}_sha256'][:12]}...: the front's schedules and "
         "accuracies do not apply to it (fetch the front built for this model)",
         expected=expected.model_dump(), found=found)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from paretoctl.service.fileio import atomic_write_bytes
-from paretoctl.service.schema import FrontArtifact, FrontLoadError, load_front
+from paretoctl.service.schema import DeviceProfile, FrontArtifact, FrontLoadError, load_front
 
 __all__ = ["FrontCache", "default_cache_dir"]
 
@@ -59,7 +59,9 @@ class FrontCache:
         key = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:16]
         self.front_path = self.dir / f"front-{key}.json"
         self.meta_path = self.dir / f"front-{key}.meta.json"
+        self.calibration_path = self.dir / f"front-{key}.calibration.json"
         self.base_url = base_url
+        self._calibration: DeviceProfile | None = None
         self._held: _Held | None = None
         self._write_failed = False
 
@@ -127,3 +129,29 @@ class FrontCache:
             mtime = None
         self._held = _Held(front, etag, mtime)
         return front
+
+    def store_calibration(self, profile: DeviceProfile) -> None:
+        """Keep the device's own timings (a profile with ``measurements``) in memory and, if possible, on disk."""
+        self._calibration = profile
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.calibration_path, profile.model_dump_json(indent=1).encode())
+        except OSError as exc:
+            log.warning("cannot write the calibration in %s (%s); keeping it in memory only", self.dir, exc)
+
+    def calibration(self, front_checksum: str | None) -> DeviceProfile | None:
+        """The device's own profile measured on the front with this checksum, or None.
+
+        Timings of another front (an older one, before a sync) are not used: its config ids may
+        name other schedules.
+        """
+        prof = self._calibration
+        if prof is None:
+            try:
+                prof = DeviceProfile.model_validate_json(self.calibration_path.read_bytes())
+            except (OSError, ValueError):
+                return None
+            self._calibration = prof
+        if prof.measurements is None or prof.measurements.front_checksum != front_checksum:
+            return None
+        return prof

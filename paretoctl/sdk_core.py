@@ -337,6 +337,8 @@ class ClientCore:
                                           f"cached front in {self.cache.dir}")
         front = cached[0]
         profile = query.profile
+        if profile is None and query.device is None:
+            profile = self.cache.calibration(front.checksum)  # this device's own timings, if calibrated
         if profile is None and query.device is not None:
             profile = self.profiles.get(query.device)
             if profile is None:

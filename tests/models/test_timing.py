@@ -19,7 +19,7 @@ from paretoctl.models.timing import (
     summarise,
     time_schedules,
 )
-from paretoctl.service.schema.models import Measurements
+from paretoctl.service.schema import Measurements
 
 
 def test_quantiles_interpolate_like_numpy() -> None:

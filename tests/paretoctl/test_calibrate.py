@@ -51,3 +51,46 @@ def test_profile_front_refuses_a_missing_front(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "nope.json" in proc.stderr
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_sdk_calibrate_times_the_front_on_the_device_model_and_answers_offline_with_it(
+        smoke_build_dir: Path, tmp_path: Path) -> None:
+    """``client.calibrate(model)``: the device's own p90s back the cached answers and a loadable profile."""
+    from paretoctl.client import ForeignModelError, PolicyClient
+    from paretoctl.models.loading import ModelSpec, create_model
+    from paretoctl.models.timing import TimingSettings
+
+    front_path = smoke_build_dir / "front.json"
+    front = load_front(front_path)
+    light = TimingSettings(warmup=1, min_runs=5, max_runs=5, max_seconds=10)
+    client = PolicyClient("http://127.0.0.1:9", cache_dir=tmp_path / "cache", deadline_s=0.5)  # nothing listens
+    with pytest.raises(Exception, match="no cached front"):
+        client.calibrate(create_model(ModelSpec()), settings=light)
+    client.cache.store(front_path.read_bytes(), None)
+    foreign = create_model(ModelSpec())
+    with torch_no_grad():
+        next(foreign.parameters()).add_(1.0)  # the same architecture with other weights
+    with pytest.raises(ForeignModelError, match="weights"):
+        client.calibrate(foreign, settings=light)
+
+    out = tmp_path / "devices" / "my-phone.yaml"
+    prof = client.calibrate(create_model(ModelSpec()), settings=light, profile_path=out)
+    assert prof.measurements is not None and prof.measurements.front_checksum == front.checksum
+    assert {c.config_id for c in prof.measurements.configs} == {c.id for c in front.configs}
+    assert load_profile(out) == prof and prof.name == "my-phone"  # loadable by the service as device=my-phone
+
+    d = client.get_policy(front.provenance.snr_grid_db[-1], 1e5)  # the server is down: the cache answers
+    assert d.source == "cache" and d.config_id is not None and d.latency is not None
+    timing = next(c for c in prof.measurements.configs if c.config_id == d.config_id)
+    assert (d.latency.edge_ms, d.latency.server_ms) == (timing.edge.p90_ms, timing.server.p90_ms)
+    assert d.latency.edge_source == "measured"
+    # A fresh client on the same cache directory finds the calibration on disk.
+    again = PolicyClient("http://127.0.0.1:9", cache_dir=tmp_path / "cache", deadline_s=0.5)
+    d2 = again.get_policy(front.provenance.snr_grid_db[-1], 1e5)
+    assert d2.latency == d.latency
+
+
+def torch_no_grad() -> object:
+    import torch
+
+    return torch.no_grad()
