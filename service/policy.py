@@ -61,7 +61,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from paretoctl.service.latency import LatencyBreakdown, config_latency
 from paretoctl.service.link import DigitalLink, link_from_channel
-from paretoctl.service.schema import AccuracyAtSnr, DeviceProfile, FrontArtifact, FrontConfig, Gflops, ModelIdentity
+from paretoctl.service.schema import (
+    AccuracyAtSnr,
+    DeviceProfile,
+    FrontArtifact,
+    FrontConfig,
+    Gflops,
+    LatencySource,
+    ModelIdentity,
+)
 
 SNR_MIN_DB: Final = -50.0
 SNR_MAX_DB: Final = 100.0
@@ -213,6 +221,7 @@ class _DigitalIndex:
     profile: DeviceProfile
     configs: tuple[FrontConfig, ...]
     edge_server_ms: tuple[tuple[float, float], ...]
+    edge_server_sources: tuple[tuple[LatencySource, LatencySource], ...]
     bits: tuple[int, ...]
     val: dict[tuple[int, int], tuple[AccuracyEstimate, ...]]
     test: dict[tuple[int, int], tuple[AccuracyEstimate, ...]]
@@ -255,12 +264,11 @@ def _build_digital(front: FrontArtifact, kind: str, link: DigitalLink, profile: 
                    keys: list[tuple[int, int]]) -> _DigitalIndex:
     """The query-independent part of a digital channel's index."""
     configs = tuple(sorted(front.configs, key=lambda c: c.id))
-    fixed = []
-    for c in configs:
-        lat = config_latency(c.id, c.r, c.gflops.edge, c.gflops.server, 0.0, profile)
-        fixed.append((lat.edge_ms, lat.server_ms))
+    lats = [config_latency(c.id, c.r, c.gflops.edge, c.gflops.server, 0.0, profile) for c in configs]
     return _DigitalIndex(
-        link=link, profile=profile, configs=configs, edge_server_ms=tuple(fixed),
+        link=link, profile=profile, configs=configs,
+        edge_server_ms=tuple((lat.edge_ms, lat.server_ms) for lat in lats),
+        edge_server_sources=tuple((lat.edge_source, lat.server_source) for lat in lats),
         bits=tuple((c.bits or {})[kind] for c in configs),
         val={(lo, hi): tuple(_conservative(c.accuracy_val[kind], lo, hi, "val") for c in configs)
              for lo, hi in keys},
@@ -509,6 +517,7 @@ def _select_digital(front: FrontArtifact, di: _DigitalIndex, snr: float, budget:
         feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
         predicted_accuracy=test[k], validation_accuracy=val[k],
         latency=LatencyBreakdown.model_construct(edge_ms=edge, transmit_ms=transmit, server_ms=server,
-                                                 total_ms=total),
+                                                 total_ms=total, edge_source=di.edge_server_sources[k][0],
+                                                 server_source=di.edge_server_sources[k][1]),
         gflops=cfg.gflops, tokens_sent=cfg.tokens_sent, channel_uses=math.ceil(di.bits[k] * uses_per_bit),
         bits=di.bits[k], **common)

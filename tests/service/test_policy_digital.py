@@ -55,6 +55,18 @@ def test_transmit_time_follows_the_rate_at_the_reported_snr(front: FrontArtifact
     assert select(front, -3.0, 1e6, channel=LABEL).extrapolated
 
 
+def test_digital_decisions_say_where_their_compute_times_come_from(front: FrontArtifact) -> None:
+    """The build timed every config, so edge and server are the measured p90s, labelled; the link is modelled."""
+    m = front.device_profile.measurements
+    assert m is not None
+    d = select(front, 10.0, 1e6, channel=LABEL)
+    assert d.latency is not None and d.config_id is not None
+    timing = next(c for c in m.configs if c.config_id == d.config_id)
+    assert (d.latency.edge_ms, d.latency.server_ms) == (timing.edge.p90_ms, timing.server.p90_ms)
+    assert (d.latency.edge_source, d.latency.transmit_source, d.latency.server_source) == \
+        ("measured", "modelled", "measured")
+
+
 def test_weaker_link_within_the_same_budget_sends_fewer_bits(front: FrontArtifact) -> None:
     """Budget: what the best configuration takes at 20 dB. Lower the SNR until its (SNR-dependent)
     latency no longer fits; the policy then picks a configuration that sends fewer bits.
