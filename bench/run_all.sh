@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Runs every benchmark and keeps each one's markdown output under runs/bench/, for bench/RESULTS.md.
-# Usage: bench/run_all.sh [front.json]   (the headline needs a built front; default runs/default/front.json)
+# Usage: bench/run_all.sh [front.json]   (the headline and latency benches need a built front;
+# default runs/default/front.json, as `make run` writes it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 PY=.venv/bin/python
 mkdir -p runs/bench
 front=${1:-runs/default/front.json}
-$PY bench/tome_baseline.py | tee runs/bench/tome_baseline.md
-$PY bench/merge_speed.py | tee runs/bench/merge_speed.md
+uptime | tee runs/bench/load.txt
+$PY bench/merge_speed.py --threads 1,2 --schedules half | tee runs/bench/merge_speed.md
+$PY bench/merge_speed.py --threads 1,2 --schedules half --compiled | tee runs/bench/merge_speed_compiled.md
 $PY bench/channel_speed.py | tee runs/bench/channel_speed.md
 $PY bench/service_load.py | tee runs/bench/service_load.md
-[ -f "$front" ] && $PY bench/headline.py "$front" | tee runs/bench/headline.md
-$PY bench/bo_vs_baselines.py --out runs/bench_bo | tee runs/bench/bo_vs_baselines.md
+$PY bench/executors.py | tee runs/bench/executors.md
+$PY bench/tome_baseline.py | tee runs/bench/tome_baseline.md
+$PY bench/digital_link.py --images 500 | tee runs/bench/digital_link.md
+if [ -f "$front" ]; then
+  $PY bench/latency_error.py --front "$front" | tee runs/bench/latency_error.md
+  $PY bench/headline.py "$front" --work runs/headline | tee runs/bench/headline.md
+fi
+$PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 150 | tee runs/bench/bo_vs_baselines.md
