@@ -1,4 +1,8 @@
-"""Rich progress for long builds: evaluations done, current hypervolume and ETA per phase."""
+"""Rich progress for long builds: evaluations done, current hypervolume and ETA per phase.
+
+On a terminal, one live bar per phase. Elsewhere (a log file, CI, ``nohup``) rich draws nothing until
+the end, so each update is also printed as one plain line: a long build is never silent in a log.
+"""
 
 from __future__ import annotations
 
@@ -44,3 +48,10 @@ class BuildProgress:
             self._progress.update(task, total=total, completed=done)
         else:
             self._progress.update(task, total=total, completed=done, hv=f"{hv:.4f}")
+        console = self._progress.console
+        if not console.is_terminal:
+            state = self._progress.tasks[self._tasks[phase]]
+            eta = state.time_remaining
+            console.print(f"{phase:<16} {done:>4}/{total:<4} HV {state.fields.get('hv', '-'):<8} "
+                          f"elapsed {state.elapsed or 0.0:7.0f} s  ETA {'-' if eta is None else f'{eta:.0f} s'}",
+                          highlight=False, soft_wrap=True)
