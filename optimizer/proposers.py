@@ -242,8 +242,9 @@ class BotorchProposer:
         for w in caught:
             msg = f"botorch batch {batch}: {stage}: {w.category.__name__}: {' '.join(str(w.message).split())}"
             if msg not in self.warnings:
-                self.warnings.append(msg)
-                logger.warning(msg)
+                self.warnings.append(msg)  # whole, for whoever inspects the proposer
+                # BoTorch's retry message embeds every nested warning; one log line stays readable.
+                logger.warning(msg if len(msg) <= 300 else f"{msg[:300]} ... ({len(msg)} characters)")
 
     def fit_model(self, batch: int, x: torch.Tensor, y: torch.Tensor, y_var: torch.Tensor | None) -> Any:
         """The accuracy GP, fitted; known noise when ``y_var`` is given.
