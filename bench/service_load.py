@@ -196,7 +196,8 @@ async def _generate(port: int, connections: int, duration: float, max_requests: 
 def run_python(port: int, connections: int, duration: float, max_requests: int) -> dict[str, Any]:
     """The asyncio generator, in its own process (so it does not share the benchmark's interpreter)."""
     out = subprocess.run([sys.executable, __file__, "--_generate", str(port), str(connections), str(duration),
-                          str(max_requests)], capture_output=True, text=True, timeout=duration + 60, check=True)
+                          str(max_requests), json.dumps(PATHS)], capture_output=True, text=True,
+                         timeout=duration + 60, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -264,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--_generate":
-        port_, conns, dur, cap = sys.argv[2:]
+    if len(sys.argv) == 7 and sys.argv[1] == "--_generate":
+        port_, conns, dur, cap, paths = sys.argv[2:]
+        PATHS[:] = json.loads(paths)  # the parent's queries, fitted to the front it serves
         print(json.dumps(asyncio.run(_generate(int(port_), int(conns), float(dur), int(cap)))))
         sys.exit(0)
     sys.exit(main())
