@@ -439,21 +439,17 @@ def select(
             f"SNR {snr:g} dB is below the lowest grid point ({grid[0]:g} dB): the accuracy shown was "
             f"measured at {grid[0]:g} dB, a better channel than requested, and may be optimistic")
 
-    if kind in idx.digital:
-        return _select_digital(front, idx.digital[kind], snr, budget, floor, (lo, hi), {
-            "channel": kind, "snr_db": snr, "snr_used_db": used, "extrapolated": extrapolated,
-            "warnings": warnings, "latency_budget_ms": budget, "min_accuracy": floor,
-            "device_profile": idx.profile_name, "front_version": front.schema_version,
-            "front_checksum": front.checksum, "model_identity": front.provenance.model_identity})
-    view = idx.views[(kind, lo, hi)]
-    n_fit = bisect_right(idx.totals, budget)
-    common: dict[str, Any] = {
+    common: dict[str, Any] = {  # the fields every decision carries, on either kind of link
         "channel": kind, "snr_db": snr, "snr_used_db": used, "extrapolated": extrapolated,
         "warnings": warnings, "latency_budget_ms": budget, "min_accuracy": floor,
-        "fastest_latency_ms": idx.totals[0], "device_profile": idx.profile_name,
-        "front_version": front.schema_version, "front_checksum": front.checksum,
-        "model_identity": front.provenance.model_identity,
+        "device_profile": idx.profile_name, "front_version": front.schema_version,
+        "front_checksum": front.checksum, "model_identity": front.provenance.model_identity,
     }
+    if kind in idx.digital:
+        return _select_digital(front, idx.digital[kind], snr, budget, floor, (lo, hi), common)
+    view = idx.views[(kind, lo, hi)]
+    n_fit = bisect_right(idx.totals, budget)
+    common["fastest_latency_ms"] = idx.totals[0]
     if floor is not None:
         common["fastest_latency_meeting_min_accuracy_ms"] = next(
             (idx.totals[j] for j, est in enumerate(view.val) if est.mean >= floor), None)
@@ -463,13 +459,10 @@ def select(
                                     f"{idx.profile_name!r}; the fastest takes {idx.totals[0]:.4g} ms"),
             **common)
     j = view.best[n_fit - 1]
-    best_val = view.val[j].mean
-    common["best_accuracy_within_budget"] = best_val
-    if floor is not None and best_val < floor:
-        return Decision.model_construct(
-            feasible=False, reason=(f"no configuration within {budget:g} ms reaches accuracy {floor:g} "
-                                    f"at {snr:g} dB on {kind}; the best is {best_val:.4g}"),
-            **common)
+    common["best_accuracy_within_budget"] = view.val[j].mean
+    refusal = _below_floor(budget, floor, snr, common)
+    if refusal is not None:
+        return refusal
     cfg = idx.configs[j]
     return Decision.model_construct(
         feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
@@ -477,6 +470,21 @@ def select(
         latency=idx.breakdowns[j], gflops=cfg.gflops, tokens_sent=cfg.tokens_sent,
         channel_uses=cfg.channel_uses, **common)
 
+
+
+def _below_floor(budget: float, floor: float | None, snr: float, common: dict[str, Any]) -> Decision | None:
+    """The infeasible decision when the best configuration within the budget misses ``min_accuracy``.
+
+    ``common`` holds the decision's shared fields, ``best_accuracy_within_budget`` and ``channel``
+    included; both selection paths (analog and digital) refuse through here, with one message.
+    """
+    best = common["best_accuracy_within_budget"]
+    if floor is None or best >= floor:
+        return None
+    return Decision.model_construct(
+        feasible=False, reason=(f"no configuration within {budget:g} ms reaches accuracy {floor:g} "
+                                f"at {snr:g} dB on {common['channel']}; the best is {best:.4g}"),
+        **common)
 
 
 def _select_digital(front: FrontArtifact, di: _DigitalIndex, snr: float, budget: float, floor: float | None,
@@ -507,11 +515,9 @@ def _select_digital(front: FrontArtifact, di: _DigitalIndex, snr: float, budget:
             best = row
     total, _, k, edge, transmit, server = best
     common["best_accuracy_within_budget"] = val[k].mean
-    if floor is not None and val[k].mean < floor:
-        return Decision.model_construct(
-            feasible=False, reason=(f"no configuration within {budget:g} ms reaches accuracy {floor:g} "
-                                    f"at {snr:g} dB on {common['channel']}; the best is {val[k].mean:.4g}"),
-            **common)
+    refusal = _below_floor(budget, floor, snr, common)
+    if refusal is not None:
+        return refusal
     cfg = di.configs[k]
     return Decision.model_construct(
         feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),

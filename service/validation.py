@@ -7,7 +7,7 @@ one line knows which field is wrong. Torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,19 +24,11 @@ def _message(err: Mapping[str, Any]) -> str:
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-def field_messages(errors: Iterable[Mapping[str, Any]], *, skip_prefix: Sequence[str] = ()) -> list[str]:
-    """``loc.path: message`` for each pydantic error dict.
-
-    Args:
-        errors: ``ValidationError.errors()`` (or FastAPI's ``RequestValidationError.errors()``).
-        skip_prefix: leading ``loc`` parts to drop when present (FastAPI's ``"query"``, for instance).
-    """
+def field_messages(errors: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``loc.path: message`` for each pydantic error dict (``ValidationError.errors()``)."""
     out = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc and loc[0] in skip_prefix:
-            loc = loc[1:]
-        field = ".".join(loc)
+        field = ".".join(str(p) for p in err.get("loc", ()))
         msg = _message(err)
         out.append(f"{field}: {msg}" if field else msg)
     return out
