@@ -45,14 +45,17 @@ from paretoctl.models.merge import bipartite_soft_matching, match_and_merge, mer
 from paretoctl.models.schedule import validate_r
 from paretoctl.models.split import (
     SCHEDULE_ATTR,
+    THRESHOLD_ATTR,
     TRACE_SOURCE_ATTR,
     TokenState,
     embed_tokens,
     head_forward,
     merge_schedule,
+    merge_thresholds,
     run_blocks,
 )
 from paretoctl.models.support import check_patch_embed
+from paretoctl.models.threshold import MERGES_NOTHING, threshold_merge
 
 __all__ = [
     "MergingAttention",
@@ -61,9 +64,12 @@ __all__ = [
     "MergingVisionTransformerDistilled",
     "apply_merging",
     "get_schedule",
+    "get_thresholds",
     "is_patched",
     "remove_merging",
     "set_schedule",
+    "set_thresholds",
+    "validate_thresholds",
 ]
 
 
@@ -154,7 +160,8 @@ class MergingBlock(Block):
     attn: MergingAttention
 
     def forward(  # type: ignore[override]
-        self, state: TokenState, r: int = 0, num_prefix: int = 0, prop_attn: bool = True
+        self, state: TokenState, r: int = 0, num_prefix: int = 0, prop_attn: bool = True,
+        threshold: float | None = None,
     ) -> TokenState:
         """One block with proportional attention, then a merge of ``r`` tokens, then the MLP.
 
@@ -164,15 +171,21 @@ class MergingBlock(Block):
             num_prefix: protected tokens at the start of the sequence.
             prop_attn: add ``log(size)`` to the attention logits. Callers pass False only while all
                 sizes are 1 (no merge upstream), where the bias would be zero anyway.
+            threshold: merge by similarity threshold instead of ``r`` (``r`` is then ignored):
+                :func:`paretoctl.models.threshold.threshold_merge`; padding tokens have size 0.
 
         Returns:
             The state with ``N - r`` tokens.
         """
         x, size, source = state.tokens, state.size, state.source
         bias = size.log().reshape(size.shape[0], 1, 1, -1) if prop_attn else None  # [B, 1, 1, N]
-        attn_out, metric = self.attn(self.norm1(x), bias, need_metric=r > 0)
+        wants_metric = r > 0 if threshold is None else threshold < MERGES_NOTHING
+        attn_out, metric = self.attn(self.norm1(x), bias, need_metric=wants_metric)
         x = x + _run(self.drop_path1, _run(self.ls1, attn_out))
-        if metric is not None and source is not None:
+        if threshold is not None:
+            if metric is not None:
+                x, size, source = threshold_merge(x, size, metric, threshold, num_prefix, source)
+        elif metric is not None and source is not None:
             plan = bipartite_soft_matching(metric, r, num_prefix)
             x, size = merge_weighted(x, size, plan)
             source = merge_source(source, plan)
@@ -269,7 +282,28 @@ def _swap_classes(model: nn.Module, mapping: dict[type[nn.Module], type[nn.Modul
             module.__class__ = new_class
 
 
-def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source: bool = False) -> nn.Module:
+def validate_thresholds(thresholds: Sequence[float], depth: int) -> tuple[float, ...]:
+    """Per-block similarity thresholds as a tuple of floats, one per block, none NaN.
+
+    ``+inf`` (or anything ``>= 1``) merges nothing in that block; ``-inf`` (or anything ``< -1``)
+    merges ToMe's per-layer maximum.
+
+    Raises:
+        ValueError: wrong length, a non-number or NaN (the message names the block).
+    """
+    values = list(thresholds)
+    if len(values) != depth:
+        raise ValueError(f"thresholds need one value per block ({depth}), got {len(values)}")
+    out = []
+    for i, t in enumerate(values):
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t:
+            raise ValueError(f"threshold of block {i} must be a number (not NaN), got {t!r}")
+        out.append(float(t))
+    return tuple(out)
+
+
+def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source: bool = False,
+                  thresholds: Sequence[float] | None = None) -> nn.Module:
     """Patch a timm ViT in place so that ``model(x)`` merges tokens.
 
     Calling it again on a patched model only changes the schedule and the tracing flag.
@@ -280,6 +314,8 @@ def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source
             model's outputs).
         trace_source: keep a source matrix so :func:`paretoctl.models.split.edge_forward` can report which
             patches each token holds.
+        thresholds: per-block similarity thresholds for input-adaptive merging
+            (:mod:`paretoctl.models.threshold`) instead of a fixed schedule; ``r`` must then be None.
 
     Returns:
         ``model`` itself.
@@ -291,11 +327,15 @@ def apply_merging(model: nn.Module, r: Sequence[int] | None = None, trace_source
     """
     vit = _as_vit(model)
     depth = len(vit.blocks)
+    if thresholds is not None and r is not None:
+        raise ValueError("give a fixed schedule r or similarity thresholds, not both")
     schedule = tuple(validate_r([0] * depth if r is None else r, _num_patches(vit), depth))
+    limits = None if thresholds is None else validate_thresholds(thresholds, depth)
     if not is_patched(vit):
         _check_supported(vit)
         _swap_classes(model, _PATCHED)
     setattr(model, SCHEDULE_ATTR, schedule)
+    setattr(model, THRESHOLD_ATTR, limits)
     setattr(model, TRACE_SOURCE_ATTR, bool(trace_source))
     return model
 
@@ -311,6 +351,28 @@ def set_schedule(model: nn.Module, r: Sequence[int]) -> None:
         raise TypeError("set_schedule needs a model patched by apply_merging")
     vit = _as_vit(model)
     setattr(model, SCHEDULE_ATTR, tuple(validate_r(r, _num_patches(vit), len(vit.blocks))))
+    setattr(model, THRESHOLD_ATTR, None)
+
+
+def set_thresholds(model: nn.Module, thresholds: Sequence[float]) -> None:
+    """Switch a patched model to input-adaptive merging with these per-block thresholds.
+
+    Raises:
+        TypeError: the model is not patched.
+        ValueError: not one number per block.
+    """
+    if not is_patched(model):
+        raise TypeError("set_thresholds needs a model patched by apply_merging")
+    vit = _as_vit(model)
+    depth = len(vit.blocks)
+    limits = validate_thresholds(thresholds, depth)
+    setattr(model, SCHEDULE_ATTR, (0,) * depth)
+    setattr(model, THRESHOLD_ATTR, limits)
+
+
+def get_thresholds(model: nn.Module) -> tuple[float, ...] | None:
+    """A patched model's per-block thresholds, or None when it runs a fixed schedule (or is unpatched)."""
+    return merge_thresholds(model)
 
 
 def get_schedule(model: nn.Module) -> tuple[int, ...]:
@@ -326,7 +388,7 @@ def remove_merging(model: nn.Module) -> nn.Module:
         ``model`` itself (a no-op on an unpatched model).
     """
     _swap_classes(model, _ORIGINAL)
-    for attr in (SCHEDULE_ATTR, TRACE_SOURCE_ATTR):
+    for attr in (SCHEDULE_ATTR, THRESHOLD_ATTR, TRACE_SOURCE_ATTR):
         if attr in model.__dict__:
             delattr(model, attr)
     return model

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,9 +24,11 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from paretoctl.models.merge import init_source
+from paretoctl.models.threshold import real_token_counts
 
 __all__ = [
     "SCHEDULE_ATTR",
+    "THRESHOLD_ATTR",
     "TRACE_SOURCE_ATTR",
     "TokenState",
     "check_split",
@@ -33,6 +36,7 @@ __all__ = [
     "embed_tokens",
     "head_forward",
     "merge_schedule",
+    "merge_thresholds",
     "pool_tokens",
     "run_blocks",
     "server_forward",
@@ -40,6 +44,9 @@ __all__ = [
 
 SCHEDULE_ATTR = "merge_r"
 """Model attribute holding the per-block merge counts of a patched model (a tuple of ints)."""
+THRESHOLD_ATTR = "merge_threshold"
+"""Model attribute holding a patched model's per-block similarity thresholds (a tuple of floats), or
+None for a fixed schedule (:mod:`paretoctl.models.threshold`)."""
 TRACE_SOURCE_ATTR = "merge_trace_source"
 """Model attribute saying whether a patched model traces token sources (a bool)."""
 
@@ -65,6 +72,12 @@ def merge_schedule(model: nn.Module) -> tuple[int, ...] | None:
     """The per-block merge counts of a patched model, or None for an unpatched one."""
     r = getattr(model, SCHEDULE_ATTR, None)
     return None if r is None else tuple(r)
+
+
+def merge_thresholds(model: nn.Module) -> tuple[float, ...] | None:
+    """The per-block similarity thresholds of a patched model, or None (fixed schedule or unpatched)."""
+    t = getattr(model, THRESHOLD_ATTR, None)
+    return None if t is None else tuple(t)
 
 
 def _depth(model: VisionTransformer) -> int:
@@ -99,8 +112,13 @@ def embed_tokens(model: VisionTransformer, images: torch.Tensor) -> TokenState:
     return TokenState(tokens=x, size=size, source=source)
 
 
-def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int) -> TokenState:
-    """Run blocks ``[start, end)``; a patched model merges ``model.merge_r[i]`` tokens in block ``i``.
+def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int,
+               record: list[torch.Tensor] | None = None) -> TokenState:
+    """Run blocks ``[start, end)``; a patched model merges ``model.merge_r[i]`` tokens in block ``i``
+    (or, with thresholds, whatever ``model.merge_threshold[i]`` lets each image merge).
+
+    ``record``, when given a list, receives one ``[B]`` int64 tensor per block run: the real tokens
+    of each image entering it (patched models only).
 
     Blocks are called as modules, so forward hooks on them fire (a patched block's output is a
     :class:`TokenState`, an unpatched one's a tensor). Until the schedule's first merge every size is
@@ -114,8 +132,22 @@ def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int
             x = blocks[i](x)
         return TokenState(tokens=x, size=state.size, source=state.source)
     num_prefix = int(model.num_prefix_tokens)
+    thresholds = merge_thresholds(model)
+    if thresholds is not None:
+        # Input-adaptive merging: sizes may be 1 or padding's 0 anywhere after the first active
+        # threshold, so the bias stays on from there (a state that arrives padded keeps it on too).
+        active = [t < 1.0 for t in thresholds]
+        merged = any(active[:start]) or bool((state.size == 0).any())
+        for i in range(start, end):
+            if record is not None:
+                record.append(real_token_counts(state.size))
+            state = blocks[i](state, num_prefix=num_prefix, prop_attn=merged, threshold=thresholds[i])
+            merged = merged or active[i]
+        return state
     merged = any(schedule[:start])  # sizes are all 1 until the schedule's first merge
     for i in range(start, end):
+        if record is not None:
+            record.append(state.size.new_full((state.size.shape[0],), state.size.shape[1], dtype=torch.long))
         state = blocks[i](state, r=schedule[i], num_prefix=num_prefix, prop_attn=merged)
         merged = merged or schedule[i] > 0
     return state
@@ -144,13 +176,14 @@ def pool_tokens(x: torch.Tensor, size: torch.Tensor, pool_type: str, num_prefix:
         return x[:, 0]
     if not include_prefix:
         x, size = x[:, num_prefix:], size[:, num_prefix:]
-    if pool_type == "max":
-        return x.amax(dim=1)
     mean = (x * size).sum(dim=1) / size.sum(dim=1)
     if pool_type == "avg":
         return mean
+    peak = x.masked_fill(size == 0, -math.inf).amax(dim=1)  # padding (size 0) never wins
+    if pool_type == "max":
+        return peak
     if pool_type == "avgmax":
-        return 0.5 * (x.amax(dim=1) + mean)
+        return 0.5 * (peak + mean)
     raise NotImplementedError(f"global_pool={pool_type!r} is not supported with token merging")
 
 
@@ -170,13 +203,15 @@ def head_forward(model: VisionTransformer, state: TokenState) -> torch.Tensor:
     return model.head(model.head_drop(model.fc_norm(pooled)))
 
 
-def edge_forward(model: VisionTransformer, images: torch.Tensor, split: int) -> TokenState:
+def edge_forward(model: VisionTransformer, images: torch.Tensor, split: int,
+                 record: list[torch.Tensor] | None = None) -> TokenState:
     """The edge device's part: embedding plus blocks ``[0, split)`` with the model's schedule.
 
     Args:
         model: a timm ``VisionTransformer``, patched or not.
         images: ``[B, C, H, W]``.
         split: blocks run on the edge, ``0..L``.
+        record: optional list that receives each block's entering real-token counts (``[B]`` each).
 
     Returns:
         The state to transmit: ``tokens [B, N_split, D]``, ``size [B, N_split, 1]``, ``source``.
@@ -185,16 +220,18 @@ def edge_forward(model: VisionTransformer, images: torch.Tensor, split: int) -> 
         ValueError: ``split`` is out of range.
     """
     check_split(model, split)
-    return run_blocks(model, embed_tokens(model, images), 0, split)
+    return run_blocks(model, embed_tokens(model, images), 0, split, record)
 
 
-def server_forward(model: VisionTransformer, state: TokenState, split: int) -> torch.Tensor:
+def server_forward(model: VisionTransformer, state: TokenState, split: int,
+                   record: list[torch.Tensor] | None = None) -> torch.Tensor:
     """The server's part: blocks ``[split, L)``, final norm, pooling and head.
 
     Args:
         model: the same model that ran :func:`edge_forward`.
         state: what the edge sent (possibly after a channel).
         split: the edge's split.
+        record: optional list that receives each block's entering real-token counts (``[B]`` each).
 
     Returns:
         ``[B, num_classes]`` logits.
@@ -203,4 +240,4 @@ def server_forward(model: VisionTransformer, state: TokenState, split: int) -> t
         ValueError: ``split`` is out of range.
     """
     check_split(model, split)
-    return head_forward(model, run_blocks(model, state, split, _depth(model)))
+    return head_forward(model, run_blocks(model, state, split, _depth(model), record))
