@@ -72,6 +72,7 @@ __all__ = [
     "RicianChannel",
     "make_channel",
     "noise_variance",
+    "padding_positions",
 ]
 
 Block = Literal["symbol", "token", "image"] | int
@@ -148,6 +149,43 @@ def _grid_index(tokens: torch.Tensor, positions: torch.Tensor, grid_tokens: int 
     return (pos[:, :, None] * half + offsets).reshape(batch, n * half)
 
 
+def _real_token_mask(tokens: torch.Tensor, num_tokens: torch.Tensor) -> torch.Tensor:
+    """``[B, N, 1]`` 1 for each sample's first ``num_tokens[b]`` tokens, 0 for its padding."""
+    if tokens.ndim != 3:
+        raise ValueError(f"num_tokens needs [B, N, D] tokens, got shape {tuple(tokens.shape)}")
+    batch, n, _ = tokens.shape
+    if (not isinstance(num_tokens, torch.Tensor) or num_tokens.shape != (batch,)
+            or num_tokens.is_floating_point()):
+        raise ValueError(f"num_tokens must be an integer [B] = [{batch}] tensor, got "
+                         f"{getattr(num_tokens, 'shape', type(num_tokens).__name__)}")
+    counts = num_tokens.to(tokens.device)
+    if bool(counts.lt(0).any()) or bool(counts.gt(n).any()):
+        raise ValueError(f"num_tokens must lie in [0, {n}]")
+    return (torch.arange(n, device=tokens.device) < counts[:, None]).unsqueeze(-1).to(tokens.dtype)
+
+
+def padding_positions(positions: torch.Tensor, num_tokens: torch.Tensor, grid_tokens: int) -> torch.Tensor:
+    """Grid slots for a padded batch: real tokens keep theirs, padding takes the free slots in order.
+
+    Args:
+        positions: ``[B, N]`` int slots; only each row's first ``num_tokens[b]`` entries are read.
+        num_tokens: ``[B]`` real tokens per row.
+        grid_tokens: slots in the grid (``>= N``).
+
+    Returns:
+        ``[B, N]`` int64, distinct within each row, so the common-random-number draws of the real
+        tokens are exactly those they would meet unpadded.
+    """
+    batch, n = positions.shape
+    pos = positions.to(torch.long)
+    real = torch.arange(n, device=pos.device) < num_tokens.to(pos.device)[:, None]
+    used = torch.zeros(batch, grid_tokens + 1, dtype=torch.bool, device=pos.device)  # last column: padding
+    used.scatter_(1, torch.where(real, pos, grid_tokens), True)
+    free = (~used[:, :grid_tokens]).to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]
+    rank = (~real).cumsum(dim=1) - 1  # k-th padding token of the row takes its k-th free slot
+    return torch.where(real, pos, free.gather(1, rank.clamp_min(0)))
+
+
 def _validate_block(block: Any) -> Block:
     if isinstance(block, bool) or not (block in BLOCKS or isinstance(block, int)):
         raise ValueError(f"block must be one of {BLOCKS} or a positive int of symbols, got {block!r}")
@@ -174,7 +212,8 @@ class Channel(nn.Module):
     """Whether :meth:`forward` takes ``positions``/``grid_tokens`` (common random numbers)."""
 
     def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None, *,
-                positions: torch.Tensor | None = None, grid_tokens: int | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, grid_tokens: int | None = None,
+                num_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Send a batch of real token tensors through the channel.
 
         Args:
@@ -187,6 +226,11 @@ class Channel(nn.Module):
                 the whole grid and each token meets its slot's (common random numbers, see the
                 module docstring). Needs ``[B, N, D]`` tokens with ``D`` even and distinct slots.
             grid_tokens: the grid's size in tokens (with ``positions``).
+            num_tokens: optional ``[B]`` int, the real tokens of each ``[B, N, D]`` sample; the rest
+                of its row is padding (input-adaptive merging). Padding is not sent: the power is
+                normalised over the real tokens only (as if the sample were sent alone) and the
+                padding comes back as zeros. With ``positions``, give padding any slots that keep
+                each row's slots distinct (:func:`padding_positions`).
 
         Returns:
             The received, equalised and rescaled tokens, same shape and dtype as ``tokens``.
@@ -195,8 +239,12 @@ class Channel(nn.Module):
             ValueError: On non-finite tokens or SNR, an SNR tensor of the wrong shape, or bad positions.
         """
         _check_tokens(tokens)
-        packed = pack(tokens)
+        keep = None if num_tokens is None else _real_token_mask(tokens, num_tokens)
+        if keep is not None:
+            tokens = tokens * keep
         width = tokens.shape[-1] if tokens.ndim >= 2 else 1
+        sent = None if num_tokens is None else (num_tokens.to(tokens.device) * width + 1) // 2  # ceil(n D / 2)
+        packed = pack(tokens, sent)
         if positions is None:
             received = self.transmit_symbols(packed.symbols, snr_db, generator, reals_per_token=width)
         else:
@@ -204,7 +252,8 @@ class Channel(nn.Module):
             grid = packed.symbols.new_zeros(tokens.shape[0], int(grid_tokens or 0) * (width // 2))
             grid.scatter_(1, index, packed.symbols)
             received = self.transmit_symbols(grid, snr_db, generator, reals_per_token=width).gather(1, index)
-        return unpack(received, packed, tokens.dtype)
+        out = unpack(received, packed, tokens.dtype)
+        return out if keep is None else out * keep
 
     def transmit_symbols(self, symbols: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None,
                          *, reals_per_token: int | None = None) -> torch.Tensor:
@@ -231,9 +280,12 @@ class IdealChannel(Channel):
 
     def forward(self, tokens: torch.Tensor, snr_db: SnrDb | None = None,
                 generator: torch.Generator | None = None, *, positions: torch.Tensor | None = None,
-                grid_tokens: int | None = None) -> torch.Tensor:
-        """Return ``tokens`` unchanged (the SNR may be omitted; positions are checked, then ignored)."""
+                grid_tokens: int | None = None, num_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Return ``tokens`` unchanged (the SNR may be omitted; positions are checked, then ignored;
+        padding beyond ``num_tokens`` comes back as zeros, as on every channel)."""
         _check_tokens(tokens)
+        if num_tokens is not None:
+            tokens = tokens * _real_token_mask(tokens, num_tokens)
         if positions is not None:
             _grid_index(tokens, positions, grid_tokens)
         if snr_db is not None:

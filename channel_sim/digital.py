@@ -128,17 +128,23 @@ class DigitalChannel(Channel):
         self._fader = RicianChannel(k_factor=self.link.k_factor) if self.link.fading != "awgn" else None
 
     def forward(self, tokens: torch.Tensor, snr_db: SnrDb, generator: torch.Generator | None = None, *,
-                positions: torch.Tensor | None = None, grid_tokens: int | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, grid_tokens: int | None = None,
+                num_tokens: torch.Tensor | None = None) -> torch.Tensor:
         """Send ``[B, N, D]`` tokens (or any ``[B, ..., D]``) and return what the server rebuilds.
 
         ``positions``/``grid_tokens`` (the analog channels' common random numbers) are not supported
-        (``supports_positions`` is False) and refused when given.
+        (``supports_positions`` is False) and refused when given; so are padded batches
+        (``num_tokens``, input-adaptive merging), whose quantiser range and airtime would differ per
+        image: a build refuses threshold merging over a digital link before it starts.
 
         Returns:
             The dequantised tokens, lost ones replaced (``zeros``/``mean``); same shape and dtype.
         """
         if positions is not None or grid_tokens is not None:
             raise ValueError("a digital link takes no positions/grid_tokens (supports_positions is False)")
+        if num_tokens is not None:
+            raise ValueError("a digital link does not take padded batches (num_tokens): threshold merging "
+                             "is supported on analog links only")
         _check_tokens(tokens)
         if tokens.ndim < 2:
             raise ValueError(f"tokens must be [B, ..., D] with a token width D, got shape {tuple(tokens.shape)}")

@@ -81,11 +81,14 @@ def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def pack(tokens: torch.Tensor) -> PackedSymbols:
+def pack(tokens: torch.Tensor, sent_symbols: torch.Tensor | None = None) -> PackedSymbols:
     """Pack a real ``[B, ...]`` tensor into power-normalised complex symbols, one row per sample.
 
     Args:
         tokens: Real floating tensor with a batch dimension first; any trailing shape.
+        sent_symbols: optional ``[B]`` int, the symbols each sample really sends when the tail of its
+            row is zero padding (a batch of images with different token counts): the power is then
+            normalised over those symbols only, exactly as if the sample were sent alone.
 
     Returns:
         The packed batch; see :class:`PackedSymbols`.
@@ -96,8 +99,10 @@ def pack(tokens: torch.Tensor) -> PackedSymbols:
     if num_reals % 2:
         flat = torch.nn.functional.pad(flat, (0, 1))
     num_syms = flat.shape[1] // 2
+    per_sample = (max(num_syms, 1) if sent_symbols is None
+                  else sent_symbols.to(device=flat.device, dtype=flat.dtype).clamp_min(1))
     # Energy per complex symbol: ||x||^2 / S, the *square* of the L2 norm (one fused reduction).
-    energy = torch.linalg.vector_norm(flat, dim=1).square_() / max(num_syms, 1)
+    energy = torch.linalg.vector_norm(flat, dim=1).square_() / per_sample
     scale = torch.where(energy > 0, energy.sqrt(), torch.ones_like(energy))
     symbols = torch.view_as_complex((flat * scale.reciprocal()[:, None]).view(batch, num_syms, 2))
     return PackedSymbols(symbols=symbols, scale=scale, shape=tokens.shape, num_reals=num_reals)

@@ -316,8 +316,48 @@ class LatencyRecord(_Model):
     server_source: LatencySource = "modelled"
 
 
+MergingKind = Literal["proportions", "thresholds"]
+"""How a configuration merges: a fixed schedule (``r`` per block, the same for every image) or
+per-block similarity thresholds (``paretoctl.models.threshold``: the tokens merged vary per image)."""
+
+
+class CostSummary(_Model):
+    """A per-image cost over the evaluated images: its mean and 95th percentile."""
+
+    mean: NonNegFloat
+    p95: NonNegFloat
+
+
+class CostDistribution(_Model):
+    """The per-image costs of an input-adaptive (threshold) configuration, over ``n_images`` images.
+
+    The objectives and the front's scalar fields use the means; latency figures derived from costs
+    use the 95th percentiles, so a served latency is honest about busy images.
+
+    Attributes:
+        n_images: images the distribution was measured on (the validation split of the build).
+        gflops_total, gflops_edge, gflops_server: GFLOPs per image (same convention as :class:`Gflops`).
+        tokens_sent: tokens sent at the split per image (prefix included).
+        channel_uses: complex channel symbols per image (side information included).
+        tokens_per_layer_mean: mean tokens entering each block (prefix included), ``depth`` entries.
+    """
+
+    n_images: int = Field(ge=1)
+    gflops_total: CostSummary
+    gflops_edge: CostSummary
+    gflops_server: CostSummary
+    tokens_sent: CostSummary
+    channel_uses: CostSummary
+    tokens_per_layer_mean: list[NonNegFloat]
+
+
 class FrontConfig(_Model):
     """One merge schedule with its costs and measured accuracies.
+
+    A threshold configuration (``merging == "thresholds"``) also carries ``thresholds`` and
+    ``cost_distribution``; its ``r``, ``proportions``, ``tokens_per_layer``, ``tokens_sent``,
+    ``channel_uses`` and ``gflops`` then describe its *mean* behaviour over the evaluated images
+    (token counts rounded to the nearest integer, consistently), and the distribution is the truth.
 
     Attributes:
         id: unique id (the reference is ``unmerged``).
@@ -347,6 +387,19 @@ class FrontConfig(_Model):
     accuracy_val: dict[str, list[AccuracyAtSnr]]
     accuracy_test: dict[str, list[AccuracyAtSnr]]
     bits: dict[str, Annotated[int, Field(ge=0)]] | None = None
+    merging: MergingKind = "proportions"
+    thresholds: list[FiniteFloat] | None = None
+    cost_distribution: CostDistribution | None = None
+
+    @model_validator(mode="after")
+    def _check_merging_kind(self) -> FrontConfig:
+        adaptive = self.merging == "thresholds"
+        if adaptive != (self.thresholds is not None) or adaptive != (self.cost_distribution is not None):
+            raise ValueError("a configuration has thresholds and cost_distribution exactly when merging is "
+                             f"'thresholds' (merging {self.merging!r}, thresholds "
+                             f"{'set' if self.thresholds is not None else 'missing'}, cost_distribution "
+                             f"{'set' if self.cost_distribution is not None else 'missing'})")
+        return self
 
 
 class ParetoSet(_Model):
@@ -383,8 +436,13 @@ class FrontArtifact(_Model):
             if cfg.id in ids:
                 raise ValueError(f"{where}: duplicate id")
             ids.add(cfg.id)
-            for name in ("proportions", "r", "tokens_per_layer"):
-                n = len(getattr(cfg, name))
+            lengths = ["proportions", "r", "tokens_per_layer"]
+            if cfg.thresholds is not None and cfg.cost_distribution is not None:
+                lengths += ["thresholds", "cost_distribution.tokens_per_layer_mean"]
+            for name in lengths:
+                dist = cfg.cost_distribution
+                value = dist.tokens_per_layer_mean if dist is not None and "." in name else getattr(cfg, name)
+                n = len(value)
                 if n != prov.depth:
                     raise ValueError(f"{where}.{name}: length {n}, expected depth {prov.depth}")
             check_schedule(where, cfg, prov)
