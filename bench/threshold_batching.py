@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from paretoctl.models.data import fmnist_eval_splits  # noqa: E402
-from paretoctl.models.flops import cost_from_shape, vit_shape  # noqa: E402
-from paretoctl.models.patch import apply_merging, set_schedule, set_thresholds  # noqa: E402
-from paretoctl.models.schedule import max_merge  # noqa: E402
-from paretoctl.models.split import edge_forward  # noqa: E402
-from paretoctl.models.timing import machine_info  # noqa: E402
-from paretoctl.models.vit_fmnist import vit_fmnist_patch4_28  # noqa: E402
+from paretoctl.models.data import fmnist_eval_splits
+from paretoctl.models.flops import cost_from_shape, vit_shape
+from paretoctl.models.patch import apply_merging, set_schedule, set_thresholds
+from paretoctl.models.schedule import max_merge
+from paretoctl.models.split import edge_forward
+from paretoctl.models.timing import machine_info
+from paretoctl.models.vit_fmnist import vit_fmnist_patch4_28
 
 
 def counts_per_image(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -94,49 +94,54 @@ def main() -> None:
     model = apply_merging(vit_fmnist_patch4_28(pretrained=True).eval())
     val, _ = fmnist_eval_splits()
     images = torch.stack([val[i][0] for i in range(args.images)])
-    num_prefix = int(model.num_prefix_tokens)
     info = machine_info()
-    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} thread(s), load average {os.getloadavg()[0]:.2f}; "
+    print(f"# {info['cpu']}, torch {info['torch']}, {info['threads']} thread(s), "
+          f"load average {os.getloadavg()[0]:.2f}; "
           f"{args.images} validation images, batch {args.batch}, {rounds} interleaved rounds, medians")
     print("| thresholds | mean tokens after last block | padded batch s | per image s | fixed schedule s "
           "| padded / fixed | per image / padded | padded GFLOPs / per-image GFLOPs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for t in args.thresholds:
-        with torch.inference_mode():
-            set_thresholds(model, [t] * len(model.blocks))
-            counts = counts_per_image(model, images)
-            fixed_r = schedule_of(counts.float().mean(dim=0), num_prefix)
+        print(measure(model, images, t, args.batch, rounds))
 
-            def padded() -> None:
-                set_thresholds(model, [t] * len(model.blocks))
-                for s in range(0, len(images), args.batch):
-                    model(images[s:s + args.batch])
 
-            def per_image() -> None:
-                set_thresholds(model, [t] * len(model.blocks))
-                for i in range(len(images)):
-                    model(images[i:i + 1])
+def measure(model: torch.nn.Module, images: torch.Tensor, threshold: float, batch: int, rounds: int) -> str:
+    """One table row: the three ways timed in interleaved, rotated rounds (medians), and the waste."""
+    depth = len(model.blocks)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        set_thresholds(model, [threshold] * depth)
+        counts = counts_per_image(model, images)
+        fixed_r = schedule_of(counts.float().mean(dim=0), int(model.num_prefix_tokens))
 
-            def fixed() -> None:
-                set_schedule(model, fixed_r)
-                for s in range(0, len(images), args.batch):
-                    model(images[s:s + args.batch])
+        def padded() -> None:
+            set_thresholds(model, [threshold] * depth)
+            for s in range(0, len(images), batch):
+                model(images[s:s + batch])
 
-            runs: dict[str, list[float]] = {"padded": [], "per_image": [], "fixed": []}
-            ways: list[tuple[str, Callable[[], None]]] = [("padded", padded), ("per_image", per_image),
-                                                          ("fixed", fixed)]
-            for way in ways:
-                way[1]()  # warm-up
-            for k in range(rounds):
-                for name, fn in ways[k % 3:] + ways[:k % 3]:
-                    t0 = time.perf_counter()
-                    fn()
-                    runs[name].append(time.perf_counter() - t0)
-            med = {name: statistics.median(v) for name, v in runs.items()}
-            waste = padded_gflops(model, counts, args.batch) / per_image_gflops(model, counts)
-            print(f"| {t} | {counts[:, -1].float().mean():.1f} | {med['padded']:.3f} | {med['per_image']:.3f} "
-                  f"| {med['fixed']:.3f} | {med['padded'] / med['fixed']:.2f} | {med['per_image'] / med['padded']:.2f} "
-                  f"| {waste:.3f} |")
+        def per_image() -> None:
+            set_thresholds(model, [threshold] * depth)
+            for i in range(len(images)):
+                model(images[i:i + 1])
+
+        def fixed() -> None:
+            set_schedule(model, fixed_r)
+            for s in range(0, len(images), batch):
+                model(images[s:s + batch])
+
+        ways: list[tuple[str, Callable[[], None]]] = [("padded", padded), ("per_image", per_image), ("fixed", fixed)]
+        runs: dict[str, list[float]] = {name: [] for name, _ in ways}
+        for _, fn in ways:
+            fn()  # warm-up
+        for k in range(rounds):
+            for name, fn in ways[k % 3:] + ways[:k % 3]:
+                t0 = time.perf_counter()
+                fn()
+                runs[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(v) for name, v in runs.items()}
+    waste = padded_gflops(model, counts, batch) / per_image_gflops(model, counts)
+    return (f"| {threshold} | {counts[:, -1].float().mean():.1f} | {med['padded']:.3f} | {med['per_image']:.3f} "
+            f"| {med['fixed']:.3f} | {med['padded'] / med['fixed']:.2f} | {med['per_image'] / med['padded']:.2f} "
+            f"| {waste:.3f} |")
 
 
 if __name__ == "__main__":
