@@ -11,7 +11,8 @@ dimension, ``F1``/``F2`` the MLP's hidden widths (fc1 out, fc2 in) and ``u`` the
     gate         2 N D A            (gated attention only)
     q k^T, a v   2 x 2 N^2 A        (fused in scaled_dot_product_attention)
     proj         2 N A D
-    matching     2 ceil(u/2) floor(u/2) h      (only when r > 0: A-set x B-set cosine similarities)
+    matching     2 ceil(u/2) floor(u/2) h      (only when r > 0, or for thresholds where t < 1:
+                                               A-set x B-set cosine similarities)
     MLP          2 N' (D F1 + F2 D)
 
 plus the patch embedding ``2 P D C k_h k_w`` (``P`` patches) on the edge and the classifier head(s)
@@ -189,21 +190,34 @@ def _fixed_flops(shape: ViTShape) -> tuple[int, int]:
     return 2 * shape.num_patches * shape.patch_macs, 2 * shape.head_macs
 
 
-def cost_from_shape(shape: ViTShape, r: Sequence[int], split: int) -> CostReport:
+def cost_from_shape(shape: ViTShape, r: Sequence[int], split: int,
+                    matched: Sequence[bool] | None = None) -> CostReport:
     """:func:`analytic_cost` from the sizes alone (no model needed).
 
+    Args:
+        shape: the model's sizes.
+        r: tokens merged in each block (for threshold merging: what one image merged there).
+        split: blocks run on the edge, ``0..L``.
+        matched: per block, whether the matching (A x B similarities) runs there. None: where
+            ``r_l > 0`` (a fixed schedule). Threshold merging matches in every block whose
+            threshold is below 1, even where an image then merges nothing, so its per-image cost
+            passes ``[t < 1 for t in thresholds]``.
+
     Raises:
-        ValueError: infeasible ``r`` or ``split`` outside ``0..L``.
+        ValueError: infeasible ``r``, ``split`` outside ``0..L``, or ``matched`` of the wrong length.
     """
     schedule = validate_r(r, shape.num_patches, shape.depth)
     if isinstance(split, bool) or not isinstance(split, int) or not 0 <= split <= shape.depth:
         raise ValueError(f"split must be an integer in 0..{shape.depth}, got {split!r}")
+    if matched is not None and len(matched) != shape.depth:
+        raise ValueError(f"matched has {len(matched)} entries but the model has {shape.depth} layers")
+    matches = [r_l > 0 for r_l in schedule] if matched is None else [bool(m) for m in matched]
     tokens_out = tokens_after_layers(schedule, shape.num_patches, shape.num_prefix)
     tokens_in = [shape.num_patches + shape.num_prefix, *tokens_out[:-1]]
     per_layer = []
-    for n, r_l in zip(tokens_in, schedule, strict=True):
+    for n, r_l, match in zip(tokens_in, schedule, matches, strict=True):
         u = n - shape.num_prefix
-        per_layer.append(_block_flops(shape, n, n - r_l, ((u + 1) // 2) * (u // 2), int(r_l > 0)))
+        per_layer.append(_block_flops(shape, n, n - r_l, ((u + 1) // 2) * (u // 2), int(match)))
     patch, head_one = _fixed_flops(shape)
     final_tokens = tokens_out[-1] if tokens_out else shape.num_patches + shape.num_prefix
     head = head_one * (final_tokens if shape.head_per_token else 1)

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "constant_r",
     "decreasing_r",
     "max_merge",
+    "mean_schedule",
     "proportions_from_r",
     "resolve_schedule",
     "tokens_after_layers",
@@ -157,6 +159,44 @@ def tokens_after_layers(r: Sequence[int], num_patches: int, num_prefix: int) -> 
         unprotected -= r_l
         counts.append(unprotected + num_prefix)
     return counts
+
+
+def mean_schedule(mean_tokens: Sequence[float], num_patches: int, num_prefix: int) -> list[int]:
+    """The fixed schedule that describes an input-adaptive configuration's mean behaviour.
+
+    Threshold merging (``paretoctl.models.threshold``) merges a different number of tokens in every
+    image; a front still records ``r``, ``proportions`` and token counts for it, and they must agree
+    (``paretoctl.service.schema.consistency``). The mean tokens are rounded (halves up), ``r_l`` is
+    the difference of consecutive rounded counts, and each layer is capped at what bipartite
+    matching allows there (rounding can overshoot ``floor(u_l / 2)`` by one), so the result is always
+    a feasible schedule: ``tokens_after_layers`` and ``proportions_from_r`` then give the other views.
+
+    Args:
+        mean_tokens: ``depth + 1`` mean token counts, prefix included: entering each block, then
+            leaving the last one. The first is ``num_patches + num_prefix`` by definition (every
+            image enters block 0 whole) and is taken as that.
+        num_patches: patch tokens entering block 0.
+        num_prefix: prefix tokens (never merged).
+
+    Returns:
+        ``r``, ``depth`` non-negative ints.
+
+    Raises:
+        ValueError: fewer than two counts, or a count that is not a finite number.
+
+    Example:
+        >>> mean_schedule([50.0, 40.4, 30.6, 30.2], num_patches=49, num_prefix=1)
+        [10, 9, 1]
+    """
+    _check_num_patches(num_patches)
+    counts = list(mean_tokens)
+    if len(counts) < 2:
+        raise ValueError(f"mean_tokens needs depth + 1 >= 2 counts, got {len(counts)}")
+    for k, value in enumerate(counts):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+            raise ValueError(f"mean_tokens[{k}] must be a finite number, got {value!r}")
+    rounded = [int(num_patches) + int(num_prefix)] + [_round_half_up(float(v)) for v in counts[1:]]
+    return _clip_to_feasible([a - b for a, b in itertools.pairwise(rounded)], num_patches)
 
 
 def _clip_to_feasible(wanted: Sequence[int], num_patches: int) -> list[int]:

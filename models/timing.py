@@ -16,6 +16,12 @@ median is within ``rel_ci`` of the median (both parts) and it has ``min_runs`` r
 ``max_runs``; the whole measurement also stops after ``max_seconds``. p50 and p90 are recorded with
 the number of runs, and :func:`machine_info` names the CPU, torch version and thread count.
 
+A **threshold configuration** (input-adaptive merging, ``paretoctl.models.threshold``) does work
+that depends on the image, so it is timed on real images, cycling through the ones given: run ``j``
+feeds image ``j mod K`` to the edge and the edge's own tokens of images ``j .. j + server_batch - 1``
+(a padded batch) to the server, and it gets at least ``min(K, max_runs)`` runs, so its p50/p90
+include the spread across images. :func:`torch_threads` sets the thread count to time with.
+
 Example:
     >>> timings = time_schedules(model, [[0] * 12, [4] * 12], split=3)  # doctest: +SKIP
     >>> timings[1].edge.p50_ms < timings[0].edge.p50_ms                 # doctest: +SKIP
@@ -24,11 +30,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +43,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from paretoctl.models.patch import apply_merging, get_schedule, is_patched, set_schedule
+from paretoctl.models.patch import apply_merging, get_schedule, get_thresholds, is_patched, set_schedule, set_thresholds
 from paretoctl.models.split import TRACE_SOURCE_ATTR, TokenState, edge_forward, server_forward
 
 __all__ = ["PartStats", "ScheduleTiming", "TimingSettings", "front_measurements", "machine_info", "median_ci",
-           "quantile", "summarise", "time_schedules"]
+           "quantile", "summarise", "time_schedules", "torch_threads"]
 
 _Z95 = 1.959963984540054
 """Two-sided 95% normal quantile, for the order-statistic interval of the median."""
@@ -98,6 +105,8 @@ class ScheduleTiming:
     r: tuple[int, ...]
     edge: PartStats
     server: PartStats
+    thresholds: tuple[float, ...] | None = None
+    """The per-block thresholds of a threshold configuration (``r`` is then only its label)."""
 
 
 def quantile(sorted_ms: Sequence[float], q: float) -> float:
@@ -155,8 +164,21 @@ def machine_info(server_batch: int = 1) -> dict[str, Any]:
             "host": platform.node() or "unknown", "server_batch": server_batch}
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (None: unchanged), restoring the old count."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
 class _Samples:
+    min_runs: int
     edge: list[float] = field(default_factory=list)
     server: list[float] = field(default_factory=list)
 
@@ -164,7 +186,7 @@ class _Samples:
         n = len(self.edge)
         if n >= s.max_runs:
             return True
-        if n < s.min_runs:
+        if n < self.min_runs:
             return False
         return summarise(self.edge).rel_ci <= s.rel_ci and summarise(self.server).rel_ci <= s.rel_ci
 
@@ -184,76 +206,127 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _configure(model: Any, r: Sequence[int], thresholds: Sequence[float] | None) -> None:
+    if thresholds is None:
+        set_schedule(model, list(r))
+    else:
+        set_thresholds(model, list(thresholds))
+
+
+def _server_inputs(model: Any, batch: torch.Tensor, images: torch.Tensor | None, split: int,
+                   adaptive: bool) -> list[TokenState]:
+    """The server's inputs for one configuration (set on the model): the edge's own tokens.
+
+    A fixed schedule gets one state at the server batch (``batch``); a threshold configuration one
+    padded state per image offset ``i``, of images ``i .. i + server_batch - 1`` (cyclically).
+    """
+    if not adaptive or images is None:
+        st = edge_forward(model, batch, split)
+        return [TokenState(st.tokens.clone(), st.size.clone(), None)]
+    k = images.shape[0]
+    states = []
+    for i in range(k):
+        idx = torch.tensor([(i + m) % k for m in range(batch.shape[0])], device=images.device)
+        st = edge_forward(model, images.index_select(0, idx), split)
+        states.append(TokenState(st.tokens.clone(), st.size.clone(), None))
+    return states
+
+
 @torch.inference_mode()
 def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
                    settings: TimingSettings | None = None, image: torch.Tensor | None = None,
-                   seed: int = 0) -> list[ScheduleTiming]:
-    """Time the edge and server parts of ``model`` under each schedule (see the module docstring).
+                   seed: int = 0, *, thresholds: Sequence[Sequence[float] | None] | None = None,
+                   images: torch.Tensor | None = None) -> list[ScheduleTiming]:
+    """Time the edge and server parts of ``model`` under each configuration (see the module docstring).
 
     Args:
         model: a timm ViT; patched for merging in place if it is not already. Source tracing is off
-            while timing; its schedule and tracing flag are restored afterwards.
-        schedules: per-layer ``r`` lists, each of the model's depth.
+            while timing; its schedule (or thresholds) and tracing flag are restored afterwards.
+        schedules: per-layer ``r`` lists, each of the model's depth (for a threshold configuration,
+            the label recorded with its timing).
         split: edge/server split index.
         settings: repeats and stopping rule.
-        image: ``[1, C, H, W]`` input (a seeded random image of the model's size by default).
+        image: ``[1, C, H, W]`` input of the fixed schedules (a seeded random image of the model's
+            size by default).
         seed: seeds the per-round order.
+        thresholds: per configuration, its per-block thresholds, or None for a fixed schedule.
+        images: ``[K, C, H, W]`` real images the threshold configurations cycle through (required
+            when any is given).
 
     Returns:
-        One :class:`ScheduleTiming` per schedule, in the order given.
+        One :class:`ScheduleTiming` per configuration, in the order given.
+
+    Raises:
+        ValueError: ``thresholds`` of the wrong length, or threshold configurations without ``images``.
     """
     s = settings or TimingSettings()
+    limits = list(thresholds) if thresholds is not None else [None] * len(schedules)
+    if len(limits) != len(schedules):
+        raise ValueError(f"thresholds has {len(limits)} entries for {len(schedules)} schedules")
+    if any(t is not None for t in limits) and (images is None or images.shape[0] == 0):
+        raise ValueError("threshold configurations are timed on real images: pass images [K, C, H, W]")
     if not is_patched(model):
         apply_merging(model)
-    before = get_schedule(model)
+    before, before_t = get_schedule(model), get_thresholds(model)
     traced = bool(getattr(model, TRACE_SOURCE_ATTR, False))
-    apply_merging(model, before, trace_source=False)  # time what a device runs: no source tracing
+    # time what a device runs: no source tracing
+    apply_merging(model, None if before_t else before, trace_source=False, thresholds=before_t)
     model.eval()
     img = image if image is not None else _input_image(model)
     batch = img.expand(s.server_batch, *img.shape[1:]).contiguous()
     device = img.device
-    states: list[TokenState] = []
-    for r in schedules:  # the server's input for each schedule: the edge's own tokens, at the server batch
-        set_schedule(model, list(r))
-        st = edge_forward(model, batch, split)
-        states.append(TokenState(st.tokens.clone(), st.size.clone(), None))
-    samples = [_Samples() for _ in schedules]
+    real = None if images is None else images.to(device=device, dtype=img.dtype)
+    inputs: list[list[TokenState]] = []
+    for r, t in zip(schedules, limits, strict=True):
+        _configure(model, r, t)
+        inputs.append(_server_inputs(model, batch, real, split, t is not None))
+    n_real = 0 if real is None else real.shape[0]
+    samples = [_Samples(s.min_runs if t is None else max(s.min_runs, min(n_real, s.max_runs))) for t in limits]
+
+    def run(k: int, j: int) -> tuple[float, float]:
+        """Configuration ``k``'s ``j``-th run: (edge ms, server ms)."""
+        _configure(model, schedules[k], limits[k])
+        edge_in = img if limits[k] is None or real is None else real[j % n_real : j % n_real + 1]
+        server_in = inputs[k][j % len(inputs[k])]
+        _sync(device)
+        t0 = time.perf_counter_ns()
+        edge_forward(model, edge_in, split)
+        _sync(device)
+        t1 = time.perf_counter_ns()
+        server_forward(model, server_in, split)
+        _sync(device)
+        t2 = time.perf_counter_ns()
+        return (t1 - t0) / 1e6, (t2 - t1) / 1e6
+
     started = time.perf_counter()
-    for _ in range(s.warmup):
-        for k, r in enumerate(schedules):
-            set_schedule(model, list(r))
-            edge_forward(model, img, split)
-            server_forward(model, states[k], split)
+    for w in range(s.warmup):
+        for k in range(len(schedules)):
+            run(k, w)
     rng = random.Random(seed)
     order = list(range(len(schedules)))
     while True:
         todo = [k for k in order if not samples[k].done(s)]
         out_of_time = time.perf_counter() - started > s.max_seconds
         if out_of_time:
-            todo = [k for k in todo if len(samples[k].edge) < s.min_runs]
+            todo = [k for k in todo if len(samples[k].edge) < samples[k].min_runs]
         if not todo:
             break
         rng.shuffle(todo)
         for k in todo:
-            set_schedule(model, list(schedules[k]))
-            _sync(device)
-            t0 = time.perf_counter_ns()
-            edge_forward(model, img, split)
-            _sync(device)
-            t1 = time.perf_counter_ns()
-            server_forward(model, states[k], split)
-            _sync(device)
-            t2 = time.perf_counter_ns()
-            samples[k].edge.append((t1 - t0) / 1e6)
-            samples[k].server.append((t2 - t1) / 1e6)
-    apply_merging(model, before, trace_source=traced)
-    return [ScheduleTiming(tuple(int(x) for x in r), summarise(smp.edge), summarise(smp.server))
-            for r, smp in zip(schedules, samples, strict=True)]
+            edge_ms, server_ms = run(k, len(samples[k].edge))
+            samples[k].edge.append(edge_ms)
+            samples[k].server.append(server_ms)
+    apply_merging(model, None if before_t else before, trace_source=traced, thresholds=before_t)
+    return [ScheduleTiming(tuple(int(x) for x in r), summarise(smp.edge), summarise(smp.server),
+                           None if t is None else tuple(float(v) for v in t))
+            for r, t, smp in zip(schedules, limits, samples, strict=True)]
 
 
 def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]], split: int,
                        settings: TimingSettings | None = None, statistic: str = "p90",
-                       front_checksum: str | None = None) -> dict[str, Any]:
+                       front_checksum: str | None = None, *,
+                       thresholds: Mapping[str, Sequence[float]] | None = None,
+                       images: torch.Tensor | None = None) -> dict[str, Any]:
     """Time a front's configurations on ``model`` and return the artifact's ``measurements`` document.
 
     Args:
@@ -263,6 +336,8 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
         settings: repeats and stopping rule.
         statistic: the percentile the policy will use (``p90`` or ``p50``).
         front_checksum: the front's checksum, recorded with the figures.
+        thresholds: config id -> per-block thresholds, for the front's threshold configurations.
+        images: ``[K, C, H, W]`` real images to time those on (required with ``thresholds``).
 
     Returns:
         A mapping that validates as ``paretoctl.service.schema.models.Measurements``.
@@ -270,8 +345,23 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
     from datetime import UTC, datetime
 
     s = settings or TimingSettings()
-    timings = time_schedules(model, [list(r) for _, r in configs], split, s)
+    limits = [None if thresholds is None else thresholds.get(cid) for cid, _ in configs]
+    timings = time_schedules(model, [list(r) for _, r in configs], split, s, thresholds=limits, images=images)
     return {"statistic": statistic, "machine": machine_info(s.server_batch),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "front_checksum": front_checksum,
             "configs": [{"config_id": cid, "r": list(t.r), "edge": t.edge.to_json(), "server": t.server.to_json()}
                         for (cid, _), t in zip(configs, timings, strict=True)]}
+
+
+TIMING_IMAGES = 16
+"""Images a threshold configuration is timed on (in turn, at batch 1): its p50/p90 include their spread."""
+
+
+def timing_images(dataset: Any, seed: int, n: int = TIMING_IMAGES) -> torch.Tensor:
+    """``[K, C, H, W]`` the images a threshold configuration is timed on, ``K = min(n, len(dataset))``.
+
+    A permutation seeded by ``seed`` (the build's ``search.seed``), so a build and a later
+    ``paretoctl profile --front`` of its front time the same images.
+    """
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in order[: min(n, len(dataset))]])

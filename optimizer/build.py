@@ -2,7 +2,8 @@
 
 Phases, each resumable from the build directory:
 
-1. the unmerged model ("reference") and, optionally, ToMe's uniform schedules as marks;
+1. the unmerged model ("reference") and, optionally, ToMe's uniform schedules as marks (in a
+   threshold build, ``search.space: thresholds``, also constant thresholds ``[t] * L``);
 2. the search method (BoTorch by default) up to its budget, then any configured baselines, each
    batch planned durably before it is evaluated;
 3. the front: the union of the per-(channel, SNR) Pareto sets on the validation split, thinned to
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 
 from paretoctl.models.identity import model_identity
+from paretoctl.models.schedule import proportions_from_r
 from paretoctl.optimizer.archive import JsonlArchive, PlanStore
 from paretoctl.optimizer.builddir import BuildError, BuildLock, check_records, prepare_directory
 from paretoctl.optimizer.config import BuildConfig
@@ -43,6 +45,7 @@ from paretoctl.optimizer.pareto import (
     OBJECTIVES,
     hypervolume,
     margin,
+    mean_channel_uses,
     objective_stderr,
     objective_vector,
     pareto_mask,
@@ -51,14 +54,25 @@ from paretoctl.optimizer.pareto import (
     reference_point,
 )
 from paretoctl.optimizer.preflight import Preflight, preflight
-from paretoctl.optimizer.proposers import batches_for, make_proposer
+from paretoctl.optimizer.proposers import FixedProposer, Proposer, batches_for, make_proposer, threshold_marks
 from paretoctl.optimizer.runtime import set_threads
-from paretoctl.optimizer.space import SearchSpace, ViTShape
+from paretoctl.optimizer.space import (
+    AnySpace,
+    Candidate,
+    CandidateKey,
+    SearchSpace,
+    ThresholdSpace,
+    ViTShape,
+    record_candidate,
+)
 from paretoctl.service.fileio import atomic_write_text, ensure_writable_dir
 
 ProgressFn = Callable[[str, int, int, float | None], None]
 MARKS_TAG = "uniform-marks"
 """Archive tag of ToMe's uniform schedules measured before the search (``search.uniform_marks``)."""
+THRESHOLD_MARKS_TAG = "uniform-thresholds"
+"""Archive tag of the constant-threshold marks of a threshold build (``search.uniform_marks``)."""
+"""Validation images a threshold configuration is timed on, in turn (its work depends on the image)."""
 
 
 def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, index: int,
@@ -73,6 +87,8 @@ def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, ind
         "eval_id": eval_id, "method": method, "batch": batch, "index": index,
         "x": list(x) if x is not None else None,
         "batch_x": [list(p) for p in batch_x] if batch_x is not None else None, "r": ev.r,
+        "merging": ev.merging, "thresholds": ev.thresholds,
+        "cost_distribution": ev.distribution.model_dump() if ev.distribution is not None else None,
         "gflops": ev.costs.gflops_json(), "tokens_sent": ev.costs.tokens_sent,
         "channel_uses": ev.costs.channel_uses, "tokens_per_layer": ev.costs.tokens_per_layer,
         f"accuracy_{split}": {k: [p.to_json() for p in v] for k, v in ev.accuracy.items()},
@@ -99,33 +115,48 @@ class BuildContext:
     """Runs batches of evaluations (``runtime.executor``); None evaluates in this process."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall seconds spent in this session, keyed ``"<tag>/propose"`` and ``"<tag>/evaluate"``."""
+    search_space: AnySpace | None = None
+    """The space the search method explores (``search.space``); None: ``space``, the proportions."""
+    val_dataset: Any = None
+    """The validation images (a dataset of ``(image, label)``): threshold configurations are timed on them."""
 
     def __post_init__(self) -> None:
-        self._cache: dict[tuple[int, ...], Evaluation] = {}
+        self._cache: dict[CandidateKey, Evaluation] = {}
         self._test: Evaluator | None = None
+        if self.search_space is None:
+            self.search_space = self.space
         for rec in self.archive:
-            self._cache.setdefault(tuple(rec["r"]), _evaluation_from_record(rec, self.space.shape))
+            self._cache.setdefault(record_candidate(rec).key, _evaluation_from_record(rec, self.space.shape))
 
-    def evaluate_val(self, r: list[int]) -> Evaluation:
-        """Validation evaluation of ``r``, reusing an earlier identical schedule's measurement."""
-        return next(self.evaluate_val_many([r]))
+    @property
+    def searched(self) -> AnySpace:
+        """The search method's space (``search_space``, filled in at construction)."""
+        return self.search_space if self.search_space is not None else self.space
 
-    def evaluate_val_many(self, rs: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
-        """Validation evaluations of ``rs``, in order; the new schedules go to the executor together."""
-        fresh = list(dict.fromkeys(tuple(r) for r in rs if tuple(r) not in self._cache))
-        results = self.evaluate_many("val", [list(k) for k in fresh])
-        for r in rs:
-            key = tuple(r)
-            if key not in self._cache:  # the next fresh schedule, in first-appearance order
-                self._cache[key] = next(results)
-            yield self._cache[key]
+    def evaluate_val(self, candidate: Candidate | Sequence[int]) -> Evaluation:
+        """Validation evaluation of a candidate (or ``r``), reusing an earlier identical measurement."""
+        return next(self.evaluate_val_many([candidate]))
 
-    def evaluate_many(self, split: Split, rs: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
-        """Evaluations of ``rs`` on ``split`` by the executor, yielded in order as they finish."""
+    def evaluate_val_many(self, candidates: Sequence[Candidate | Sequence[int]]) -> Iterator[Evaluation]:
+        """Validation evaluations of ``candidates``, in order; the new ones go to the executor together.
+
+        Identity is the merging kind and its values (``Candidate.key``), so thresholds never collide
+        with a fixed schedule.
+        """
+        wanted = [Candidate.of(c) for c in candidates]
+        fresh = list({c.key: c for c in wanted if c.key not in self._cache}.values())  # first appearance order
+        results = self.evaluate_many("val", fresh)
+        for c in wanted:
+            if c.key not in self._cache:  # the next fresh configuration, in first-appearance order
+                self._cache[c.key] = next(results)
+            yield self._cache[c.key]
+
+    def evaluate_many(self, split: Split, candidates: Sequence[Candidate | Sequence[int]]) -> Iterator[Evaluation]:
+        """Evaluations of ``candidates`` on ``split`` by the executor, yielded in order as they finish."""
         if self.executor is not None:
-            return self.executor.evaluate(split, rs)
+            return self.executor.evaluate(split, candidates)
         evaluator = self.val if split == "val" else self.test
-        return (evaluator.evaluate(list(r)) for r in rs)
+        return (evaluator.evaluate_candidate(c) for c in candidates)
 
     def close(self) -> None:
         """Release the executor's workers."""
@@ -144,12 +175,16 @@ class BuildContext:
 
 def _evaluation_from_record(rec: Mapping[str, Any], shape: ViTShape) -> Evaluation:
     from paretoctl.optimizer.evaluator import AccuracyPoint, Costs
+    from paretoctl.service.schema import CostDistribution
 
     g = rec["gflops"]
     costs = Costs(g["total"], g["edge"], g["server"], rec["tokens_sent"], rec["channel_uses"],
                   tokens_entering(rec["r"], shape.num_patches, shape.num_prefix))
     acc = {k: [AccuracyPoint(**p) for p in v] for k, v in rec["accuracy_val"].items()}
-    return Evaluation(list(rec["r"]), costs, acc, 0.0)
+    if rec.get("merging", "proportions") != "thresholds":
+        return Evaluation(list(rec["r"]), costs, acc, 0.0)
+    dist = CostDistribution.model_validate(rec["cost_distribution"])
+    return Evaluation(list(rec["r"]), costs, acc, 0.0, [float(t) for t in rec["thresholds"]], dist)
 
 
 def reference_record(ctx: BuildContext) -> dict[str, Any]:
@@ -166,12 +201,19 @@ def reference_record(ctx: BuildContext) -> dict[str, Any]:
 
 
 def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapping[str, Any],
-               tag: str | None = None) -> list[dict[str, Any]]:
-    """Evaluate ``budget`` candidates of ``method``; skips what the archive already holds."""
+               tag: str | None = None, *, space: AnySpace | None = None,
+               proposer: Proposer | None = None) -> list[dict[str, Any]]:
+    """Evaluate ``budget`` candidates of ``method``; skips what the archive already holds.
+
+    Args:
+        space: where the method searches (default: the build's ``search.space``).
+        proposer: a ready proposer instead of ``method``'s (the constant-threshold marks).
+    """
     tag = tag or method
     s = ctx.cfg.search
-    proposer = make_proposer(method, ctx.space, seed, s.q, s.initial, budget, s.num_restarts,
-                             s.raw_samples, s.mc_samples, s.maxiter)
+    space = space or ctx.searched
+    proposer = proposer or make_proposer(method, space, seed, s.q, s.initial, budget, s.num_restarts,
+                                         s.raw_samples, s.mc_samples, s.maxiter)
     ref_point = reference_point(ref, s.max_accuracy_drop)
     sizes = batches_for(proposer, budget)
     for batch, size in enumerate(sizes):
@@ -187,8 +229,11 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
                 # The model-based proposer sees every evaluation made before it started (the unmerged
                 # model and the uniform marks) plus its own; other methods' searches are left out, so
                 # a benchmark stays at equal budget and the history does not depend on run order.
-                hist = [dict(ref), *ctx.archive.where(method=MARKS_TAG), *hist]
-            x = torch.tensor([h["x"] for h in hist], dtype=torch.double).reshape(-1, ctx.space.dim)
+                # Only what lives in its space counts (a threshold search skips ToMe's fixed marks).
+                marks = [*ctx.archive.where(method=MARKS_TAG), *ctx.archive.where(method=THRESHOLD_MARKS_TAG)]
+                hist = [h for h in (dict(ref), *marks) if space.point(h) is not None] + hist
+            points = [h["x"] if h["method"] == tag else space.point(h) for h in hist]
+            x = torch.tensor(points, dtype=torch.double).reshape(-1, space.dim)
             y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
             y_var = torch.tensor([objective_stderr(h) ** 2 for h in hist], dtype=torch.double)
             started = time.perf_counter()
@@ -198,7 +243,7 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
         _check_plan(ctx, tag, batch, planned, size, done)
         todo = [(index, x_point) for index, x_point in enumerate(planned) if index not in done]
         started = time.perf_counter()
-        evaluations = ctx.evaluate_val_many([ctx.space.to_r(x_point) for _, x_point in todo])
+        evaluations = ctx.evaluate_val_many([space.candidate(x_point) for _, x_point in todo])
         for (index, x_point), ev in zip(todo, evaluations, strict=True):  # in plan order: resume stays exact
             rec = evaluation_record(ev, ctx.next_id(), tag, batch, index, x_point, batch_x=planned)
             ctx.archive.append(rec)
@@ -260,7 +305,7 @@ def policy_objectives(record: Mapping[str, Any], channel: str, idx: int) -> list
     be the policy's answer, and one non-dominated here might be.
     """
     return [record["accuracy_val"][channel][idx]["mean"], -record["gflops"]["edge"], -record["gflops"]["server"],
-            -float(record["channel_uses"])]
+            -mean_channel_uses(record)]
 
 
 def policy_complete_ids(candidates: Sequence[Mapping[str, Any]], channels: Sequence[str],
@@ -274,13 +319,23 @@ def policy_complete_ids(candidates: Sequence[Mapping[str, Any]], channels: Seque
     return keep
 
 
+def latency_costs(rec: Mapping[str, Any]) -> tuple[float, float, float]:
+    """(edge GFLOPs, server GFLOPs, channel uses) that latency is derived from: a threshold
+    configuration's 95th percentiles over images (a latency budget is a deadline), else the costs."""
+    dist = rec.get("cost_distribution")
+    if dist is not None:
+        return dist["gflops_edge"]["p95"], dist["gflops_server"]["p95"], dist["channel_uses"]["p95"]
+    return rec["gflops"]["edge"], rec["gflops"]["server"], float(rec["channel_uses"])
+
+
 def _regret_latency(rec: Mapping[str, Any], profile: Any) -> float:
     """Latency ranking a candidate while capping: the profile's model, else 1 ms per GFLOP and per 1000 uses."""
+    edge, server, uses = latency_costs(rec)
     if profile is None:
-        return float(rec["gflops"]["edge"] + rec["gflops"]["server"] + rec["channel_uses"] / 1000.0)
+        return float(edge + server + uses / 1000.0)
     from paretoctl.service.latency import latency_parts
 
-    return latency_parts(rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"], profile)[3]
+    return latency_parts(edge, server, uses, profile)[3]
 
 
 def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
@@ -346,9 +401,10 @@ def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: Se
     from paretoctl.service.latency import config_latency
     from paretoctl.service.link import link_from_channel, payload_bits
 
-    lat = config_latency(rec["id"], rec["r"], rec["gflops"]["edge"], rec["gflops"]["server"], rec["channel_uses"],
-                         profile)
-    props = [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])]
+    lat = config_latency(rec["id"], rec["r"], *latency_costs(rec), profile)
+    adaptive = rec.get("merging", "proportions") == "thresholds"
+    props = ([round(p, 6) for p in proportions_from_r(rec["r"], space.shape.num_patches)] if adaptive
+             else [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])])
     links = {c.label: link_from_channel(c.kind, c.params) for c in channels}
     bits = {label: payload_bits(rec["tokens_sent"], space.shape.embed_dim, link.bits, space.shape.num_patches)
             for label, link in links.items() if link is not None}
@@ -360,6 +416,8 @@ def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: Se
         "gflops": rec["gflops"], "tokens_sent": rec["tokens_sent"], "channel_uses": rec["channel_uses"],
         "latency": lat.model_dump(),
         "accuracy_val": rec["accuracy_val"], "accuracy_test": test_rec["accuracy_test"],
+        **({"merging": "thresholds", "thresholds": rec["thresholds"], "cost_distribution": rec["cost_distribution"]}
+           if adaptive else {}),
     }
 
 
@@ -369,18 +427,20 @@ def config_id(rec: Mapping[str, Any]) -> str:
 
 
 def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Test-split measurements of ``recs``, resumable through ``test_archive.jsonl``."""
-    done = {tuple(t["r"]): t for t in ctx.test_archive}
-    first = {tuple(rec["r"]): k for k, rec in reversed(list(enumerate(recs)))}
+    """Test-split measurements of ``recs``, resumable through ``test_archive.jsonl`` (keyed by the merging
+    kind and its values, so a threshold configuration never takes a fixed schedule's measurement)."""
+    done = {record_candidate(t).key: t for t in ctx.test_archive}
+    first = {record_candidate(rec).key: k for k, rec in reversed(list(enumerate(recs)))}
     pending = [key for key in first if key not in done]
     pending.sort(key=first.__getitem__)
     ctx.progress("test split", len(recs) - len(pending), len(recs), None)
-    for n, (key, ev) in enumerate(zip(pending, ctx.evaluate_many("test", [list(p) for p in pending]), strict=True)):
+    todo = [record_candidate(recs[first[key]]) for key in pending]
+    for n, (key, ev) in enumerate(zip(pending, ctx.evaluate_many("test", todo), strict=True)):
         k = first[key]
         done[key] = evaluation_record(ev, len(ctx.test_archive), recs[k]["method"], 0, k, None, split="test")
         ctx.test_archive.append(done[key])
         ctx.progress("test split", len(recs) - len(pending) + n + 1, len(recs), None)
-    return {rec["id"]: done[tuple(rec["r"])] for rec in recs}
+    return {rec["id"]: done[record_candidate(rec).key] for rec in recs}
 
 
 def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> Any:
@@ -389,24 +449,42 @@ def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> An
     Edge at batch 1, server at ``timing.server_batch``, interleaved until each median is stable
     (``paretoctl.models.timing``); a few seconds in all for ~20 configurations of a small ViT. Run
     again on resume (it is not archived), so the figures always describe the machine that wrote
-    the front. Timed in float32 on the evaluator's device.
+    the front. Timed in float32 on the evaluator's device, with ``timing.threads`` torch threads
+    (the build's own thread count is restored afterwards; the measurements record the one timed with).
+
+    A threshold configuration's work depends on the image, so it is timed on real validation images
+    (``paretoctl.models.timing.TIMING_IMAGES`` of them, a fixed seeded choice, in turn), and its p50/p90 include the
+    spread across images; fixed schedules keep a single image.
     """
-    from paretoctl.models.timing import TimingSettings, machine_info, time_schedules
+    from paretoctl.models.timing import TimingSettings, machine_info, time_schedules, torch_threads
     from paretoctl.service.schema import Measurements
 
     t = ctx.cfg.timing
     settings = TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs,
                               max_runs=t.max_runs, rel_ci=t.rel_ci, max_seconds=t.max_seconds)
+    thresholds = [rec["thresholds"] if rec.get("merging") == "thresholds" else None for rec in recs]
+    images = _timing_images(ctx) if any(th is not None for th in thresholds) else None
     ctx.progress("timing", 0, len(recs), None)
-    timings = time_schedules(ctx.val.model, [list(rec["r"]) for rec in recs], ctx.cfg.split_index, settings,
-                             seed=ctx.cfg.search.seed)
+    with torch_threads(t.threads):
+        timings = time_schedules(ctx.val.model, [list(rec["r"]) for rec in recs], ctx.cfg.split_index, settings,
+                                 seed=ctx.cfg.search.seed, thresholds=thresholds, images=images)
+        machine = machine_info(t.server_batch)
     ctx.progress("timing", len(recs), len(recs), None)
     measurements = Measurements.model_validate({
-        "statistic": t.statistic, "machine": machine_info(t.server_batch),
+        "statistic": t.statistic, "machine": machine,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "configs": [{"config_id": rec["id"], "r": list(tm.r), "edge": tm.edge.to_json(), "server": tm.server.to_json()}
                     for rec, tm in zip(recs, timings, strict=True)]})
     return ctx.profile.model_copy(update={"measurements": measurements})
+
+
+def _timing_images(ctx: BuildContext) -> torch.Tensor:
+    """The validation images threshold configurations are timed on (``paretoctl.models.timing.timing_images``)."""
+    if ctx.val_dataset is None:
+        raise ValueError("the build context holds no validation dataset to time threshold configurations on")
+    from paretoctl.models.timing import timing_images
+
+    return timing_images(ctx.val_dataset, ctx.cfg.search.seed)
 
 
 def write_artifact(ctx: BuildContext, ref: dict[str, Any], front_recs: list[dict[str, Any]],
@@ -451,9 +529,12 @@ def open_context(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn
     val_ds, test_ds = open_split(cfg, "val", model), open_split(cfg, "test", model)  # lazy: file lists only
     val = make_evaluator(cfg, "val", model, val_ds)
     space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
+    searched: AnySpace = space
+    if cfg.search.space == "thresholds":
+        searched = ThresholdSpace(space.shape, cfg.split_index, *cfg.search.threshold_range)
     ctx = BuildContext(cfg, out, val, lambda: make_evaluator(cfg, "test", model, test_ds), space, archive,
                        test_archive, plan, progress, sizes={"val": len(val_ds), "test": len(test_ds)},
-                       profile=checked.profile)
+                       profile=checked.profile, search_space=searched, val_dataset=val_ds)
     if cfg.runtime.executor != "local":
         ctx.executor = make_executor(cfg, model, lambda split: ctx.val if split == "val" else ctx.test)
     return ctx
@@ -486,7 +567,12 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
     by_method: dict[str, list[dict[str, Any]]] = {}
-    marks = run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag=MARKS_TAG) if s.uniform_marks else []
+    marks = (run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag=MARKS_TAG, space=ctx.space)
+             if s.uniform_marks else [])
+    if s.uniform_marks and isinstance(ctx.searched, ThresholdSpace):
+        points = threshold_marks(ctx.searched)
+        marks += run_method(ctx, "uniform", len(points), s.seed, ref, tag=THRESHOLD_MARKS_TAG, space=ctx.searched,
+                            proposer=FixedProposer(points, s.q))
     by_method[s.method] = run_method(ctx, s.method, s.budget, s.seed, ref)
     for base in s.baselines:
         if base != s.method:
@@ -502,9 +588,10 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
                          profile=ctx.profile)
     candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
-    for c in candidates:  # one entry per schedule: the reference first, then the marks, then the search
-        if tuple(c["r"]) not in seen:
-            seen.add(tuple(c["r"]))
+    for c in candidates:  # one entry per configuration: the reference first, then the marks, then the search
+        key = record_candidate(c).key
+        if key not in seen:
+            seen.add(key)
             final.append(c)
     test = measure_on_test(ctx, final)
     if cfg.timing.enabled:

@@ -149,6 +149,10 @@ def check_records(records: Iterable[Mapping[str, Any]], path: Path, cfg: BuildCo
             raise BuildError(f"{where} is not an evaluation record (missing {err})") from None
         if len(r) != depth:
             raise BuildError(f"{where} has a schedule of {len(r)} layers, the model has {depth}")
+        thresholds = rec.get("thresholds") if rec.get("merging") == "thresholds" else None
+        if rec.get("merging") == "thresholds" and (not isinstance(thresholds, list) or len(thresholds) != depth
+                                                   or not isinstance(rec.get("cost_distribution"), dict)):
+            raise BuildError(f"{where} is a threshold record without {depth} thresholds and a cost distribution")
         if sorted(snrs) != sorted(labels):
             raise BuildError(f"{where} was measured on channels {sorted(snrs)}, the config has {sorted(labels)}")
         for label, points in snrs.items():

@@ -13,6 +13,7 @@ same thing whatever directory ``paretoctl build`` is started from.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from paretoctl.service.validation import format_validation_error
 
 ChannelKind = Literal["ideal", "awgn", "rayleigh", "rician"]
 MethodName = Literal["botorch", "sobol", "uniform", "nsga2"]
+SpaceName = Literal["proportions", "thresholds"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEVICE = REPO_ROOT / "configs" / "devices" / "default.yaml"
@@ -155,6 +157,11 @@ class TimingSection(_Strict):
     max_seconds: float = Field(60.0, gt=0)
     """Bound on the whole timing phase, seconds (every configuration still gets ``min_runs``)."""
     statistic: Literal["p50", "p90"] = "p90"
+    threads: int = Field(1, ge=1)
+    """Torch intra-op threads while timing (the previous value is restored afterwards). One, because
+    edge devices run small batches single-threaded, and because on two shared cores timing at batch 1
+    with 2 threads was unstable (unmerged p90 4.65 vs 7.68 ms in two processes) and 2x slower than
+    with 1. Recorded with the measurements (``machine.threads``)."""
 
     @model_validator(mode="after")
     def _runs(self) -> TimingSection:
@@ -166,6 +173,16 @@ class TimingSection(_Strict):
 class SearchSection(_Strict):
     """The multi-objective search. ``budget`` counts evaluations of the chosen ``method``."""
 
+    space: SpaceName = "proportions"
+    """What the search varies: per-layer merge ``proportions`` (a fixed schedule r, the same for every
+    image) or per-layer cosine-similarity ``thresholds`` (input-adaptive merging,
+    ``paretoctl.models.threshold``: each image merges what it can spare). A threshold build also
+    measures ToMe's uniform schedules, so its front may hold both kinds."""
+    threshold_range: tuple[float, float] = (0.8, 1.0)
+    """``[lo, hi]``, the cosine similarities searched (``-1 <= lo < hi <= 1``); the unit cube maps
+    to ``t_l = hi - x_l (hi - lo)``, so with ``hi = 1`` the cube's origin is the unmerged model in
+    both spaces. Why 0.8: on the bundled model constant thresholds 0.99/0.95/0.9/0.8 leave on average
+    46/28/17/9 of its 50 tokens after the last block, so below 0.8 only heavy accuracy losses live."""
     method: MethodName = "botorch"
     budget: int = Field(40, ge=1)
     initial: int = Field(12, ge=1)
@@ -184,6 +201,14 @@ class SearchSection(_Strict):
     raw_samples: int = Field(128, ge=1)
     mc_samples: int = Field(32, ge=1)
     maxiter: int = Field(60, ge=1)
+
+    @field_validator("threshold_range")
+    @classmethod
+    def _range(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = bounds
+        if not (math.isfinite(lo) and math.isfinite(hi) and -1.0 <= lo < hi <= 1.0):
+            raise ValueError(f"must be [lo, hi] cosine similarities with -1 <= lo < hi <= 1, got {[lo, hi]}")
+        return bounds
 
 
 class BuildConfig(_Strict):

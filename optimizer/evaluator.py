@@ -13,27 +13,43 @@ merged tokens' symbols and the per-transmission power scale). Digital links draw
 Uncertainty of an accuracy p measured on n images with d noise draws:
 ``stderr = sqrt(p (1 - p) / n + s_d^2 / d)``, the binomial term for the finite image sample plus the
 draw-to-draw term (s_d the sample standard deviation over draws; 0 when d = 1).
+
+**Threshold configurations** (input-adaptive merging, ``paretoctl.models.threshold``): every image
+merges what it can spare, so a batch is padded (padding has size 0) and costs are *per image*. The
+channel is told each image's real tokens (``num_tokens``: power over the real tokens, padding on free
+common-random-number slots, :func:`paretoctl.channel_sim.channels.padding_positions`). The tokens
+entering each block are recorded per image (``record=``): on the edge from the pass that is sent,
+on the server from one extra clean pass per batch (no channel), so **server costs are those of the
+noiseless tokens** (under noise the server's merges can differ slightly). Each image's GFLOPs come
+from its own per-block merges (:func:`paretoctl.models.flops.cost_from_shape`, the matching counted
+in every block whose threshold is < 1), its tokens sent and channel uses from its tokens at the
+split; the :class:`~paretoctl.service.schema.CostDistribution` holds their mean and 95th percentile.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from paretoctl.channel_sim.channels import make_channel
+from paretoctl.channel_sim.channels import make_channel, padding_positions
 from paretoctl.channel_sim.packing import channel_uses
-from paretoctl.models.flops import analytic_cost
+from paretoctl.models.flops import CostReport, analytic_cost, cost_from_shape, vit_shape
 from paretoctl.models.patch import apply_merging
-from paretoctl.models.split import TokenState, edge_forward, server_forward
+from paretoctl.models.schedule import mean_schedule
+from paretoctl.models.split import TokenState, edge_forward, run_blocks, server_forward
+from paretoctl.models.threshold import MERGES_NOTHING, real_token_counts
 from paretoctl.optimizer.config import ChannelSpec
 from paretoctl.optimizer.preflight import split_index_error
 from paretoctl.optimizer.runtime import Precision, autocast
+from paretoctl.optimizer.space import Candidate
+from paretoctl.service.schema import CostDistribution, CostSummary
 
 
 def noise_seed(*parts: int) -> int:
@@ -78,12 +94,25 @@ class Costs:
 
 @dataclass
 class Evaluation:
-    """What one evaluation measured: per channel label, one AccuracyPoint per grid SNR."""
+    """What one evaluation measured: per channel label, one AccuracyPoint per grid SNR.
+
+    For a threshold configuration ``thresholds`` and ``distribution`` are set; ``r`` is then the
+    rounded-mean schedule (:func:`paretoctl.models.schedule.mean_schedule`) and ``costs`` its mean
+    behaviour: GFLOPs the exact per-image means, ``tokens_sent``/``tokens_per_layer`` the rounded
+    schedule's (consistent with ``r``), ``channel_uses`` the mean rounded to an integer.
+    """
 
     r: list[int]
     costs: Costs
     accuracy: dict[str, list[AccuracyPoint]] = field(default_factory=dict)
     wall_s: float = 0.0
+    thresholds: list[float] | None = None
+    distribution: CostDistribution | None = None
+
+    @property
+    def merging(self) -> Literal["proportions", "thresholds"]:
+        """The artifact's merging kind of what was measured."""
+        return "proportions" if self.thresholds is None else "thresholds"
 
 
 def tokens_entering(r: Sequence[int], num_patches: int, num_prefix: int) -> list[int]:
@@ -93,6 +122,12 @@ def tokens_entering(r: Sequence[int], num_patches: int, num_prefix: int) -> list
         counts.append(n)
         n -= int(r_l)
     return counts
+
+
+def cost_summary(values: torch.Tensor) -> CostSummary:
+    """Mean and 95th percentile (linear interpolation, numpy's default) of per-image values ``[n]``."""
+    v = values.to(torch.double)
+    return CostSummary(mean=float(v.mean()), p95=float(torch.quantile(v, 0.95)))
 
 
 def summarise_draws(correct: torch.Tensor, n_images: int) -> tuple[float, float]:
@@ -150,6 +185,7 @@ class Evaluator:
         self.num_prefix = int(self.model.num_prefix_tokens)
         self.crn = int(self.model.embed_dim) % 2 == 0 and any(c.supports_positions for c in self.channels)
         """Common random numbers per token slot (needs whole symbols per token, and a channel that can)."""
+        self.shape = vit_shape(self.model)
 
     def costs(self, r: Sequence[int]) -> Costs:
         """GFLOPs, tokens and channel uses of schedule ``r`` (no data needed)."""
@@ -161,38 +197,154 @@ class Evaluator:
             tokens_per_layer=tokens_entering(r, self.num_patches, self.num_prefix),
         )
 
+    def evaluate(self, r: Sequence[int] | None = None, *, thresholds: Sequence[float] | None = None) -> Evaluation:
+        """Accuracy at every (channel, SNR) of the grid, and costs, of schedule ``r`` or of ``thresholds``.
+
+        Args:
+            r: tokens merged per block (a fixed schedule).
+            thresholds: per-block similarity thresholds instead (input-adaptive merging); costs are
+                then per image (module docstring).
+
+        Raises:
+            ValueError: neither or both given, or the split holds no images.
+        """
+        if (r is None) == (thresholds is None):
+            raise ValueError("evaluate needs a schedule r or thresholds, exactly one of them")
+        if thresholds is not None:
+            return self._evaluate_thresholds(list(thresholds))
+        return self._evaluate_schedule(list(r or ()))
+
+    def evaluate_candidate(self, candidate: Candidate | Sequence[int]) -> Evaluation:
+        """:meth:`evaluate` of a :class:`paretoctl.optimizer.space.Candidate` (or a plain ``r``)."""
+        c = Candidate.of(candidate)
+        return self.evaluate(list(c.r)) if c.r is not None else self.evaluate(thresholds=list(c.thresholds or ()))
+
     @torch.inference_mode()
-    def evaluate(self, r: Sequence[int]) -> Evaluation:
-        """Accuracy of schedule ``r`` at every (channel, SNR) of the grid, and its costs."""
+    def _evaluate_schedule(self, r: list[int]) -> Evaluation:
         t0 = time.perf_counter()
-        apply_merging(self.model, list(r), trace_source=self.crn)  # sources give each token's noise slot
+        apply_merging(self.model, r, trace_source=self.crn)  # sources give each token's noise slot
         self.model.eval()
-        n_snr = len(self.snr_grid)
-        correct = torch.zeros(len(self.channels), self.draws, n_snr, dtype=torch.long, device=self.device)
-        grid = torch.tensor(self.snr_grid, device=self.device)
+        correct = self._new_counts()
         n_images = 0
         for b, (images, labels) in enumerate(self.batches):
-            images = images.to(self.device, non_blocking=True)
-            labels = labels.to(self.device, non_blocking=True)
+            images, labels = self._to_device(images, labels)
             with autocast(self.device, self.precision):
                 state = edge_forward(self.model, images, self.split)
-            bsz = images.shape[0]
-            n_images += bsz
-            tokens = state.tokens.float().repeat(n_snr, 1, 1)  # the channel runs in float32
-            size = state.size.repeat(n_snr, 1, 1)
-            # CRN: each token meets the noise of its representative (first) source token's slot.
-            slots = {} if state.source is None else {
-                "positions": state.source.argmax(-1).repeat(n_snr, 1), "grid_tokens": state.source.shape[-1]}
-            snr = grid.repeat_interleave(bsz)
-            target = labels.repeat(n_snr)
-            for ci, channel in enumerate(self.channels):
-                for d in range(self.draws):
-                    gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
-                    noisy = channel(tokens, snr, generator=gen, **(slots if channel.supports_positions else {}))
-                    with autocast(self.device, self.precision):
-                        logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
-                    hits = (logits.argmax(-1) == target).view(n_snr, bsz).sum(-1)
-                    correct[ci, d] += hits
+            n_images += images.shape[0]
+            self._through_channels(b, state, labels, correct, None)
+        return Evaluation(r, self.costs(r), self._accuracy(correct, n_images), time.perf_counter() - t0)
+
+    @torch.inference_mode()
+    def _evaluate_thresholds(self, thresholds: list[float]) -> Evaluation:
+        t0 = time.perf_counter()
+        apply_merging(self.model, thresholds=thresholds, trace_source=self.crn)
+        self.model.eval()
+        correct = self._new_counts()
+        counts: list[torch.Tensor] = []
+        for b, (images, labels) in enumerate(self.batches):
+            images, labels = self._to_device(images, labels)
+            entering: list[torch.Tensor] = []
+            with autocast(self.device, self.precision):
+                state = edge_forward(self.model, images, self.split, record=entering)
+            self._through_channels(b, state, labels, correct, real_token_counts(state.size))
+            with autocast(self.device, self.precision):  # the clean server pass: server-side token counts
+                final = run_blocks(self.model, TokenState(state.tokens, state.size, None), self.split,
+                                   self.depth, record=entering)
+            counts.append(torch.stack([*entering, real_token_counts(final.size)], dim=1).cpu())
+        n_images = sum(len(c) for c in counts)
+        accuracy = self._accuracy(correct, n_images)
+        per_layer = torch.cat(counts)
+        dist = self.cost_distribution(per_layer, thresholds)
+        r = mean_schedule(per_layer.double().mean(dim=0).tolist(), self.num_patches, self.num_prefix)
+        rounded = cost_from_shape(self.shape, r, self.split)
+        costs = Costs(
+            gflops_total=dist.gflops_total.mean, gflops_edge=dist.gflops_edge.mean,
+            gflops_server=dist.gflops_server.mean, tokens_sent=rounded.tokens_sent,
+            channel_uses=round(dist.channel_uses.mean),
+            tokens_per_layer=tokens_entering(r, self.num_patches, self.num_prefix),
+        )
+        return Evaluation(r, costs, accuracy, time.perf_counter() - t0, [float(t) for t in thresholds], dist)
+
+    def image_costs(self, counts: torch.Tensor, thresholds: Sequence[float]) -> dict[str, torch.Tensor]:
+        """Per-image costs of a threshold configuration from its per-image token counts.
+
+        Args:
+            counts: ``[n, L + 1]`` int, each image's real tokens (prefix included) entering every
+                block, then leaving the last.
+            thresholds: the configuration's per-block thresholds (the matching runs where < 1).
+
+        Returns:
+            ``[n]`` float64 tensors keyed ``gflops_total``, ``gflops_edge``, ``gflops_server``,
+            ``tokens_sent``, ``channel_uses``.
+        """
+        matched = [float(t) < MERGES_NOTHING for t in thresholds]
+        cache: dict[tuple[int, ...], CostReport] = {}
+        dim = int(self.model.embed_dim)
+        rows: dict[str, list[float]] = {k: [] for k in ("gflops_total", "gflops_edge", "gflops_server",
+                                                        "tokens_sent", "channel_uses")}
+        for row in counts.tolist():
+            r = tuple(a - b for a, b in itertools.pairwise(row))
+            rep = cache.get(r)
+            if rep is None:
+                rep = cache[r] = cost_from_shape(self.shape, r, self.split, matched=matched)
+            rows["gflops_total"].append(rep.total_gflops)
+            rows["gflops_edge"].append(rep.edge_gflops)
+            rows["gflops_server"].append(rep.server_gflops)
+            rows["tokens_sent"].append(float(rep.tokens_sent))
+            rows["channel_uses"].append(float(channel_uses(rep.tokens_sent, dim)))
+        return {k: torch.tensor(v, dtype=torch.double) for k, v in rows.items()}
+
+    def cost_distribution(self, counts: torch.Tensor, thresholds: Sequence[float]) -> CostDistribution:
+        """The artifact's per-image cost summary from ``counts`` ``[n, L + 1]`` (see :meth:`image_costs`)."""
+        costs = self.image_costs(counts, thresholds)
+        return CostDistribution(
+            n_images=int(counts.shape[0]),
+            **{k: cost_summary(v) for k, v in costs.items()},
+            tokens_per_layer_mean=counts[:, :-1].double().mean(dim=0).tolist(),
+        )
+
+    def _new_counts(self) -> torch.Tensor:
+        return torch.zeros(len(self.channels), self.draws, len(self.snr_grid), dtype=torch.long, device=self.device)
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _through_channels(self, b: int, state: TokenState, labels: torch.Tensor, correct: torch.Tensor,
+                          num_tokens: torch.Tensor | None) -> None:
+        """Send batch ``b``'s edge state over every (channel, draw, SNR), run the server, count hits.
+
+        Args:
+            state: the edge's tokens ``[B, N, D]`` (padded when ``num_tokens`` is given).
+            correct: ``[channels, draws, SNRs]`` hit counts, updated in place.
+            num_tokens: ``[B]`` real tokens per image of a padded batch, or None.
+        """
+        n_snr, bsz = len(self.snr_grid), labels.shape[0]
+        grid = torch.tensor(self.snr_grid, device=self.device)
+        tokens = state.tokens.float().repeat(n_snr, 1, 1)  # the channel runs in float32
+        size = state.size.repeat(n_snr, 1, 1)
+        # CRN: each token meets the noise of its representative (first) source token's slot; padding
+        # (a zero source row) takes free slots, so the real tokens' draws are those they meet unpadded.
+        slots: dict[str, Any] = {}
+        if state.source is not None:
+            width = state.source.shape[-1]
+            positions = state.source.argmax(-1)
+            if num_tokens is not None:
+                positions = padding_positions(positions, num_tokens, width)
+            slots = {"positions": positions.repeat(n_snr, 1), "grid_tokens": width}
+        padded = {} if num_tokens is None else {"num_tokens": num_tokens.repeat(n_snr)}
+        snr = grid.repeat_interleave(bsz)
+        target = labels.repeat(n_snr)
+        for ci, channel in enumerate(self.channels):
+            for d in range(self.draws):
+                gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
+                noisy = channel(tokens, snr, generator=gen, **(slots if channel.supports_positions else {}),
+                                **padded)
+                with autocast(self.device, self.precision):
+                    logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
+                hits = (logits.argmax(-1) == target).view(n_snr, bsz).sum(-1)
+                correct[ci, d] += hits
+
+    def _accuracy(self, correct: torch.Tensor, n_images: int) -> dict[str, list[AccuracyPoint]]:
         if n_images == 0:
             raise ValueError("the evaluation split holds no images")
         self.n_images = n_images
@@ -204,4 +356,4 @@ class Evaluator:
                 mean, se = summarise_draws(correct[ci, :, si], n_images)
                 points.append(AccuracyPoint(snr_db, mean, se, n_images, self.draws))
             accuracy[spec.label] = points
-        return Evaluation(list(r), self.costs(r), accuracy, time.perf_counter() - t0)
+        return accuracy

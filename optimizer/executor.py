@@ -23,6 +23,7 @@ import torch
 from paretoctl.optimizer.config import BuildConfig, ConfigError
 from paretoctl.optimizer.evaluator import Evaluation, Evaluator
 from paretoctl.optimizer.runtime import resolve_device, set_threads
+from paretoctl.optimizer.space import Candidate
 
 Split = Literal["val", "test"]
 
@@ -66,10 +67,15 @@ def make_evaluator(cfg: BuildConfig, split: Split, model: torch.nn.Module, datas
                      device=device, precision=rt.precision)
 
 
-class Executor(Protocol):
-    """Evaluates batches of schedules; results come back in the order they were given."""
+Work = Candidate | Sequence[int]
+"""What an executor evaluates: a :class:`~paretoctl.optimizer.space.Candidate` (a schedule or
+thresholds), or a plain schedule ``r``."""
 
-    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]: ...
+
+class Executor(Protocol):
+    """Evaluates batches of configurations; results come back in the order they were given."""
+
+    def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]: ...
 
     def close(self) -> None: ...
 
@@ -80,9 +86,9 @@ class LocalExecutor:
     def __init__(self, evaluators: Callable[[Split], Evaluator]) -> None:
         self._evaluators = evaluators
 
-    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
-        for r in schedules:
-            yield self._evaluators(split).evaluate(list(r))
+    def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]:
+        for item in schedules:
+            yield self._evaluators(split).evaluate_candidate(item)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -101,10 +107,11 @@ class EvalWorker:
         self.model.load_state_dict(tensors, strict=True)
         self._evaluators: dict[str, Evaluator] = {}
 
-    def evaluate(self, split: Split, r: list[int]) -> Evaluation:
+    def evaluate(self, split: Split, item: Work) -> Evaluation:
+        """One configuration (a candidate with thresholds or r, or a plain ``r``) on ``split``."""
         if split not in self._evaluators:
             self._evaluators[split] = make_evaluator(self.cfg, split, self.model)
-        return self._evaluators[split].evaluate(r)
+        return self._evaluators[split].evaluate_candidate(item)
 
     def ready(self) -> bool:
         return True
@@ -149,9 +156,9 @@ class RayExecutor:
         ray.get([a.ready.remote() for a in self.actors])  # surface load errors here, not mid-batch
         self._pool = ActorPool(self.actors)
 
-    def evaluate(self, split: Split, schedules: Sequence[Sequence[int]]) -> Iterator[Evaluation]:
-        work = [list(map(int, r)) for r in schedules]
-        yield from self._pool.map(lambda a, r: a.evaluate.remote(split, r), work)
+    def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]:
+        work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
+        yield from self._pool.map(lambda a, c: a.evaluate.remote(split, c), work)
 
     def close(self) -> None:
         """Stop the actors, and the Ray instance if this executor started it."""

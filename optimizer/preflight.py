@@ -130,11 +130,31 @@ def check_data(cfg: BuildConfig, source: str) -> None:
             )
 
 
+def threshold_link_error(cfg: BuildConfig) -> str | None:
+    """Why ``cfg``'s search space cannot run on its channels, or None if it can.
+
+    Threshold merging sends padded batches (each image keeps its own number of tokens), which a
+    digital link refuses (``paretoctl.channel_sim.digital``: its quantiser range and airtime are per
+    transmission), so ``search.space: thresholds`` needs analog channels only.
+    """
+    if cfg.search.space != "thresholds":
+        return None
+    digital = [c.label for c in cfg.channel.kinds if c.params.get("link") == "digital"]
+    if not digital:
+        return None
+    return (f"thresholds cannot be searched with a digital link ({', '.join(digital)} in channel.kinds): "
+            "a digital link refuses the padded batches of input-adaptive merging; use analog channels "
+            "or search.space: proportions")
+
+
 def preflight(cfg: BuildConfig, source: str = "<config>") -> Preflight:
     """Run every check that needs no model weights or images; raises ``ConfigError`` on the first failure."""
     from paretoctl.optimizer.runtime import runtime_error
     from paretoctl.service.latency import ProfileError, load_profile
 
+    link_problem = threshold_link_error(cfg)
+    if link_problem:
+        raise _fail(source, "search.space", link_problem)
     runtime_problem = runtime_error(cfg.runtime)  # an absent GPU or Ray
     if runtime_problem:
         raise _fail(source, *runtime_problem)

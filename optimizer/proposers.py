@@ -22,9 +22,18 @@ import torch
 from torch.quasirandom import SobolEngine
 
 from paretoctl.models.schedule import constant_r, decreasing_r
-from paretoctl.optimizer.space import SearchSpace
+from paretoctl.optimizer.space import AnySpace, SearchSpace, ThresholdSpace
 
 logger = logging.getLogger(__name__)
+
+COST_GP_NOISE = 1e-6
+"""Fixed noise variance of the cost GPs of a threshold search, in relative-cost units (a standard
+deviation of 0.1% of the unmerged model's cost). A threshold configuration's mean cost over the build's
+images is deterministic, so the noise only keeps the GP well conditioned; inferring it would let the
+fit explain real structure away as noise on a handful of points."""
+MARK_THRESHOLDS = (0.99, 0.97, 0.95, 0.92, 0.9)
+"""Constant thresholds measured as marks in a threshold build (clipped to the searched range): on the
+bundled model they span from nearly unmerged (0.99) to about a third of the tokens kept (0.9)."""
 
 
 class Proposer(Protocol):
@@ -52,7 +61,7 @@ def sobol_points(n: int, dim: int, seed: int, skip: int = 0) -> torch.Tensor:
 class SobolProposer:
     """Random search with a scrambled Sobol sequence (the classic space-filling baseline)."""
 
-    def __init__(self, space: SearchSpace, seed: int, q: int) -> None:
+    def __init__(self, space: AnySpace, seed: int, q: int) -> None:
         self.space, self.seed, self.q = space, seed, q
 
     def batch_size(self, batch: int) -> int:
@@ -61,6 +70,35 @@ class SobolProposer:
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                 n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
         return sobol_points(n, self.space.dim, self.seed, skip=len(x)).tolist()
+
+
+class FixedProposer:
+    """A fixed list of points, in order, ``q`` at a time (the constant-threshold marks)."""
+
+    def __init__(self, points: Sequence[Sequence[float]], q: int) -> None:
+        self.points, self.q = [list(map(float, p)) for p in points], q
+
+    def batch_size(self, batch: int) -> int:
+        return self.q
+
+    def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
+                n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
+        return self.points[len(x) : len(x) + n]
+
+
+def threshold_marks(space: ThresholdSpace, levels: Sequence[float] = MARK_THRESHOLDS) -> list[list[float]]:
+    """Cube points of the constant thresholds ``[t] * L`` for each level, clipped to the range, distinct."""
+    points: list[list[float]] = []
+    for t in levels:
+        point = space.constant_point(min(space.hi, max(space.lo, t)))
+        if all(space.key(point) != space.key(p) for p in points):
+            points.append(point)
+    return points
+
+
+def constant_levels(n: int) -> list[float]:
+    """``n`` cube levels ``(k + 1) / n``: from just merging to the range's far end (0 is the unmerged origin)."""
+    return [(k + 1) / n for k in range(n)]
 
 
 def tome_schedules(space: SearchSpace) -> list[list[int]]:
@@ -79,12 +117,14 @@ class UniformProposer:
     """ToMe's own schedules: constant r, and its linearly decreasing schedule, over a sweep of r.
 
     The candidates are spread evenly over all distinct feasible schedules of both kinds, so any budget
-    samples the whole range from no merging to the most aggressive schedule.
+    samples the whole range from no merging to the most aggressive schedule. In a threshold space the
+    uniform configurations are constant thresholds ``[t] * L``, ``budget`` of them evenly spaced over
+    the range (:func:`constant_levels`).
     """
 
-    def __init__(self, space: SearchSpace, q: int, budget: int) -> None:
+    def __init__(self, space: AnySpace, q: int, budget: int) -> None:
         self.space, self.q, self.budget = space, q, budget
-        self.schedules = tome_schedules(space)
+        self.schedules = tome_schedules(space) if isinstance(space, SearchSpace) else []
 
     def batch_size(self, batch: int) -> int:
         return self.q
@@ -102,6 +142,9 @@ class UniformProposer:
 
     def propose(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                 n: int, y_var: torch.Tensor | None = None) -> list[list[float]]:
+        if not isinstance(self.space, SearchSpace):
+            levels = constant_levels(self.budget)[len(x) : len(x) + n]
+            return [[level] * self.space.dim for level in levels]
         order = self.ordered(self.budget)
         return [self.space.from_r(r) for r in order[len(x) : len(x) + n]]
 
@@ -128,6 +171,30 @@ def design_floor(y: torch.Tensor, ref_point: Sequence[float]) -> float:
     return min(max(floor, 0.05), 0.95)
 
 
+def design_ceiling(x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float]) -> float:
+    """How deep into a threshold cube the initial design reaches, from what the history shows.
+
+    No cost formula exists for thresholds, so depth is the mean coordinate of a point (0: every
+    threshold at ``hi``, 1: every one at ``lo``; costs fall as it grows). The design reaches to the
+    shallowest measured point deeper than every point inside the region of interest (accuracy above
+    ``ref_point[0]``), i.e. to the first known failure; with none, to the whole cube.
+
+    Args:
+        x: history points ``[k, L]`` of the threshold cube.
+        y: maximised objectives ``[k, 3]``.
+        ref_point: the hypervolume reference point.
+
+    Returns:
+        A depth in (0, 1].
+    """
+    depth = x.to(torch.double).mean(dim=-1)
+    inside = y[:, 0] > ref_point[0]
+    good = float(depth[inside].max()) if bool(inside.any()) else 0.0
+    failed = depth[~inside & (depth > good)]
+    ceiling = float(failed.min()) if failed.numel() else 1.0
+    return min(max(ceiling, 0.05), 1.0)
+
+
 class BotorchProposer:
     """Multi-objective BO: qLogNEHVI on a GP for grid-mean accuracy, with the known costs exact.
 
@@ -152,9 +219,15 @@ class BotorchProposer:
       ``self.warnings``, never dropped.
     * q = 4 by default: sequential greedy q-batches keep the GP refits few (a fit costs seconds on
       two cores) while each evaluation still costs far more than proposing it.
+
+    In a :class:`~paretoctl.optimizer.space.ThresholdSpace` the costs are not analytic (they depend
+    on the images): two more GPs learn the measured mean relative GFLOPs and channel uses (fixed small
+    noise, :data:`COST_GP_NOISE`), and the three form a ``ModelListGP`` for qLogNEHVI. Its initial
+    design is a third constant thresholds, the rest Sobol directions scaled to evenly spaced depths,
+    both up to the first known failure (:func:`design_ceiling`).
     """
 
-    def __init__(self, space: SearchSpace, seed: int, q: int, initial: int, num_restarts: int = 6,
+    def __init__(self, space: AnySpace, seed: int, q: int, initial: int, num_restarts: int = 6,
                  raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60) -> None:
         self.space, self.seed, self.q, self.initial = space, seed, q, initial
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
@@ -166,29 +239,34 @@ class BotorchProposer:
     def batch_size(self, batch: int) -> int:
         return self.initial if batch == 0 else self.q
 
-    def _measured(self, x: torch.Tensor) -> set[tuple[int, ...]]:
-        return {tuple(self.space.to_r(p)) for p in x.tolist()}
+    def _measured(self, x: torch.Tensor) -> set[tuple[float, ...]]:
+        return {self.space.key(p) for p in x.tolist()}
 
     def initial_design(self, n: int, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
                        ref_point: Sequence[float] | None = None) -> list[list[float]]:
         """``n`` fresh points: inside the region the history shows, or spread wide without one."""
         taken = self._measured(x) if x is not None else set()
+        if isinstance(self.space, ThresholdSpace):
+            known = x is not None and y is not None and ref_point is not None and len(y) > 0
+            ceiling = design_ceiling(x, y, ref_point) if known else 1.0  # type: ignore[arg-type]
+            return self._threshold_design(n, ceiling, taken)
+        space = self._schedule_space()
         if y is None or ref_point is None or len(y) == 0:
             n_tome = n // 2
-            tome = UniformProposer(self.space, self.q, n_tome + 1).ordered(n_tome + 1)[1:]
-            spread = [self.space.from_r(r) for r in tome]
-            return spread + sobol_points(n - len(spread), self.space.dim, self.seed).tolist()
+            tome = UniformProposer(space, self.q, n_tome + 1).ordered(n_tome + 1)[1:]
+            spread = [space.from_r(r) for r in tome]
+            return spread + sobol_points(n - len(spread), space.dim, self.seed).tolist()
         floor = design_floor(y.to(torch.double), ref_point)
         unmerged = self._unmerged_gflops()
         points: list[list[float]] = []
-        in_range = [r for r in tome_schedules(self.space)
-                    if tuple(r) not in taken and floor <= self._gflops_rel(self.space.from_r(r), unmerged) < 1.0]
+        in_range = [r for r in tome_schedules(space)
+                    if tuple(r) not in taken and floor <= self._gflops_rel(space.from_r(r), unmerged) < 1.0]
         n_tome = min(n // 3, len(in_range))
         for k in range(n_tome):  # evenly spread over the range, lightest first
             r = in_range[round(k * (len(in_range) - 1) / max(1, n_tome - 1))] if n_tome > 1 else in_range[0]
             if tuple(r) not in taken:
                 taken.add(tuple(r))
-                points.append(self.space.from_r(r))
+                points.append(space.from_r(r))
         m = n - len(points)
         levels = [1.0 - (1.0 - floor) * (k + 1) / m for k in range(m)]
         directions = sobol_points(8 * m + 8, self.space.dim, self.seed)
@@ -196,17 +274,44 @@ class BotorchProposer:
         for point in scaled.tolist():
             if len(points) == n:
                 break
-            key = tuple(self.space.to_r(point))
+            key = self.space.key(point)
             if key not in taken:
                 taken.add(key)
                 points.append(point)
         return points + sobol_points(n - len(points), self.space.dim, self.seed, skip=8 * m + 8).tolist()
 
+    def _threshold_design(self, n: int, ceiling: float, taken: set[tuple[float, ...]]) -> list[list[float]]:
+        """``n`` fresh threshold points at evenly spaced depths up to ``ceiling`` (see the class docstring)."""
+        dim = self.space.dim
+        n_const = n // 3
+        m = n - n_const
+        levels = [ceiling * (k + 1) / max(1, n_const) for k in range(n_const)]
+        candidates = [[level] * dim for level in levels]
+        directions = sobol_points(4 * m + 4, dim, self.seed)
+        depths = torch.tensor([ceiling * (k + 1) / m for k in range(m)] * 4 + [ceiling] * 4, dtype=torch.double)
+        scaled = directions * (depths / directions.mean(dim=-1).clamp(min=1e-9))[:, None]
+        candidates += scaled.clamp(0, 1).tolist()
+        points: list[list[float]] = []
+        for point in candidates:
+            key = self.space.key(point)
+            if len(points) < n and key not in taken:
+                taken.add(key)
+                points.append(point)
+        return points + sobol_points(n - len(points), dim, self.seed, skip=4 * m + 4).tolist()
+
+    def _schedule_space(self) -> SearchSpace:
+        """The proportions space (the relaxed-cost helpers exist only there)."""
+        if not isinstance(self.space, SearchSpace):
+            raise TypeError("relaxed costs exist only in the proportions space")
+        return self.space
+
     def _unmerged_gflops(self) -> float:
-        return float(self.space.relaxed_costs(torch.zeros(1, self.space.dim, dtype=torch.double))[0, 0])
+        space = self._schedule_space()
+        return float(space.relaxed_costs(torch.zeros(1, space.dim, dtype=torch.double))[0, 0])
 
     def _gflops_rel(self, point: Sequence[float], unmerged: float) -> float:
-        return float(self.space.relaxed_costs(torch.tensor([list(point)], dtype=torch.double))[0, 0]) / unmerged
+        space = self._schedule_space()
+        return float(space.relaxed_costs(torch.tensor([list(point)], dtype=torch.double))[0, 0]) / unmerged
 
     def _scale_to_levels(self, directions: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
         """Each direction ``[k, L]`` times the scale (bisection) whose relaxed GFLOPs hit its level.
@@ -219,7 +324,7 @@ class BotorchProposer:
         hi = 1.0 / directions.max(dim=-1).values.clamp(min=1e-9)
         for _ in range(40):  # relaxed GFLOPs fall as the scale grows
             mid = (lo + hi) / 2
-            above = self.space.relaxed_costs(directions * mid[:, None])[:, 0] > target
+            above = self._schedule_space().relaxed_costs(directions * mid[:, None])[:, 0] > target
             lo = torch.where(above, mid, lo)
             hi = torch.where(above, hi, mid)
         return (directions * hi[:, None]).clamp(0, 1)
@@ -269,6 +374,29 @@ class BotorchProposer:
         self._log(batch, "GP fit", caught)
         return gp
 
+    def fit_cost_models(self, batch: int, x: torch.Tensor, y: torch.Tensor) -> list[Any]:
+        """GPs of the two measured cost objectives (``y[:, 1]``, ``y[:, 2]``: -relative GFLOPs and
+        channel uses, means over the build's images) for a threshold space, fixed small noise
+        (:data:`COST_GP_NOISE`); fit warnings are logged as the accuracy GP's are."""
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms import Normalize, Standardize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        dim = self.space.dim
+        bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
+        models = []
+        for column, name in ((1, "GFLOPs"), (2, "channel uses")):
+            target = y[:, column : column + 1]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                gp = SingleTaskGP(x, target, train_Yvar=torch.full_like(target, COST_GP_NOISE),
+                                  input_transform=Normalize(dim, bounds=bounds), outcome_transform=Standardize(m=1))
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+            self._log(batch, f"{name} GP fit", caught)
+            models.append(gp)
+        return models
+
     def _acquire_seeded(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                         n: int, y_var: torch.Tensor | None) -> torch.Tensor:
         from botorch.optim import optimize_acqf
@@ -288,22 +416,31 @@ class BotorchProposer:
 
     def acquisition(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                     y_var: torch.Tensor | None) -> Any:
-        """qLogNEHVI on the fitted accuracy GP and the exact costs, reference point ``ref_point``."""
+        """qLogNEHVI on the fitted accuracy GP and the costs, reference point ``ref_point``.
+
+        The costs are exact (the relaxed cost model) in the proportions space, and learnt by GPs
+        (:meth:`fit_cost_models`, joined with the accuracy GP in a ``ModelListGP``) in a threshold space.
+        """
         from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+        from botorch.models import ModelListGP
         from botorch.models.deterministic import GenericDeterministicModel
         from botorch.models.model import ModelList
         from botorch.sampling.get_sampler import get_sampler
 
-        dim = self.space.dim
         x = x.to(torch.double)
         y = y.to(torch.double)
         gp = self.fit_model(batch, x, y, y_var)
-        cost_ref = self.space.relaxed_costs(torch.zeros(1, dim, dtype=torch.double))[0]
+        model: Any
+        if isinstance(self.space, ThresholdSpace):
+            model = ModelListGP(gp, *self.fit_cost_models(batch, x, y))
+        else:
+            space = self.space
+            cost_ref = space.relaxed_costs(torch.zeros(1, space.dim, dtype=torch.double))[0]
 
-        def known_costs(xx: torch.Tensor) -> torch.Tensor:
-            return -self.space.relaxed_costs(xx) / cost_ref
+            def known_costs(xx: torch.Tensor) -> torch.Tensor:
+                return -space.relaxed_costs(xx) / cost_ref
 
-        model = ModelList(gp, GenericDeterministicModel(known_costs, num_outputs=2))
+            model = ModelList(gp, GenericDeterministicModel(known_costs, num_outputs=2))
         # A list sampler: QMC normal base samples for the GP, none needed for the known costs.
         posterior: Any = model.posterior(x[:1])
         sampler = get_sampler(posterior, torch.Size([self.mc_samples]), seed=self.seed + batch)
@@ -315,8 +452,10 @@ class BotorchProposer:
         self._log(batch, "acquisition", caught)
         return acq
 
-    def dedupe(self, batch: int, acq: Any, cand: torch.Tensor, taken: set[tuple[int, ...]]) -> torch.Tensor:
-        """``cand`` with every point whose schedule is measured (or repeats) replaced by a fresh one.
+    def dedupe(self, batch: int, acq: Any, cand: torch.Tensor, taken: set[tuple[float, ...]]) -> torch.Tensor:
+        """``cand`` with every point whose configuration is measured (or repeats) replaced by a fresh one.
+
+        Configurations are compared by the space's ``key`` (the schedule r, or the rounded thresholds).
 
         The replacement is the pool point of highest acquisition value (the accepted points pending)
         among fresh schedules; the pool, seeded by (seed, batch, index), holds Gaussian steps of several
@@ -324,23 +463,23 @@ class BotorchProposer:
         """
         accepted: list[torch.Tensor] = []
         for index, point in enumerate(cand):
-            r = tuple(self.space.to_r(point.tolist()))
+            r = self.space.key(point.tolist())
             if r in taken:
                 point = self._replacement(batch, index, acq, point, taken, accepted)
-                r = tuple(self.space.to_r(point.tolist()))
+                r = self.space.key(point.tolist())
                 logger.info("botorch batch %d: candidate %d repeated a measured schedule; replaced", batch, index)
             taken.add(r)
             accepted.append(point)
         return torch.stack(accepted)
 
-    def _replacement(self, batch: int, index: int, acq: Any, point: torch.Tensor, taken: set[tuple[int, ...]],
+    def _replacement(self, batch: int, index: int, acq: Any, point: torch.Tensor, taken: set[tuple[float, ...]],
                      accepted: Sequence[torch.Tensor]) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + batch * 101 + index)
         dim = self.space.dim
         sigmas = torch.tensor([0.02, 0.05, 0.1, 0.2], dtype=torch.double).repeat_interleave(64)[:, None]
         local = (point + sigmas * torch.randn(len(sigmas), dim, generator=gen, dtype=torch.double)).clamp(0, 1)
         pool = torch.cat([local, sobol_points(64, dim, self.seed + 7919 * (batch + 1) + index)])
-        fresh = [p for p in pool if tuple(self.space.to_r(p.tolist())) not in taken]
+        fresh = [p for p in pool if self.space.key(p.tolist()) not in taken]
         if not fresh:
             return pool[-1]  # nothing fresh nearby: a space-filling point (practically never reached)
         cands = torch.stack(fresh)
@@ -360,7 +499,7 @@ class Nsga2Proposer:
     seeded RNG), so the proposer keeps no state across calls and resumes exactly.
     """
 
-    def __init__(self, space: SearchSpace, seed: int, pop_size: int) -> None:
+    def __init__(self, space: AnySpace, seed: int, pop_size: int) -> None:
         self.space, self.seed, self.pop_size = space, seed, pop_size
 
     def batch_size(self, batch: int) -> int:
@@ -393,7 +532,7 @@ class Nsga2Proposer:
         return np.asarray(pop.get("X"))[:n].clip(0, 1).tolist()
 
 
-def make_proposer(method: str, space: SearchSpace, seed: int, q: int, initial: int, budget: int,
+def make_proposer(method: str, space: AnySpace, seed: int, q: int, initial: int, budget: int,
                   num_restarts: int = 6, raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60) -> Proposer:
     """The proposer for ``method``; baselines use batches of the same size as BoTorch's q."""
     if method == "botorch":

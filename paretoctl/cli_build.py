@@ -45,7 +45,8 @@ def build(
     seed: int | None = typer.Option(None, help="Override search.seed."),
     resume: bool = typer.Option(False, help="Continue a build that was interrupted; nothing is repeated."),
 ) -> None:
-    """Search per-layer merge schedules with BoTorch and write the Pareto front artifact.
+    """Search per-layer merge schedules (or, with ``search.space: thresholds``, per-layer similarity
+    thresholds for input-adaptive merging) with BoTorch and write the Pareto front artifact.
 
     Exit codes: 0 written; 2 bad config or arguments (nothing done); 3 could not finish (I/O error, disk
     full, directory locked by another build, corrupt archive); 130 interrupted (resume with --resume).

@@ -192,16 +192,17 @@ def _print_decision(d: Decision) -> None:
     if d.feasible:
         assert d.predicted_accuracy is not None and d.validation_accuracy is not None
         assert d.latency is not None and d.gflops is not None
-        table.add_row("schedule r", " ".join(str(x) for x in d.r or []))
-        table.add_row("proportions", " ".join(f"{p:.2f}" for p in d.proportions or []))
+        for name, value in _merging_rows(d):
+            table.add_row(name, value)
         table.add_row("accuracy (test)", f"{d.predicted_accuracy.mean:.4f} ± {d.predicted_accuracy.stderr:.4f}")
         table.add_row("accuracy (val)", f"{d.validation_accuracy.mean:.4f} ± {d.validation_accuracy.stderr:.4f}")
         lat = d.latency
         table.add_row("latency", f"{lat.total_ms:.3f} ms (edge {lat.edge_ms:.3f} {lat.edge_source}, "
                       f"link {lat.transmit_ms:.3f} {lat.transmit_source}, "
                       f"server {lat.server_ms:.3f} {lat.server_source})")
-        table.add_row("GFLOPs", f"{d.gflops.total:.4g} (edge {d.gflops.edge:.4g}, server {d.gflops.server:.4g})")
-        table.add_row("tokens sent / channel uses", f"{d.tokens_sent} / {d.channel_uses}")
+        mean = " per image, mean" if d.merging == "thresholds" else ""
+        table.add_row("GFLOPs", f"{d.gflops.total:.4g} (edge {d.gflops.edge:.4g}, server {d.gflops.server:.4g}){mean}")
+        table.add_row("tokens sent / channel uses", f"{d.tokens_sent} / {d.channel_uses}{mean}")
     else:
         table.add_row("reason", d.reason or "")
         table.add_row("fastest latency", _fmt(d.fastest_latency_ms, ".4g", " ms"))
@@ -215,6 +216,20 @@ def _print_decision(d: Decision) -> None:
     console.print(table)
     for w in d.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _merging_rows(d: Decision) -> list[tuple[str, str]]:
+    """The table rows saying what to apply: the merging kind, then the thresholds or the schedule.
+
+    A threshold configuration's ``r`` and proportions are its rounded mean over images, shown as such.
+    """
+    r = " ".join(str(x) for x in d.r or [])
+    props = " ".join(f"{p:.2f}" for p in d.proportions or [])
+    if d.merging == "thresholds":
+        return [("merging", "thresholds (input-adaptive: apply the thresholds)"),
+                ("thresholds", " ".join(f"{t:.4g}" for t in d.thresholds or [])),
+                ("mean schedule r", r), ("mean proportions", props)]
+    return [("merging", "proportions (a fixed schedule: apply r)"), ("schedule r", r), ("proportions", props)]
 
 
 # ---------------------------------------------------------------------------------------- profile
@@ -241,8 +256,9 @@ def profile(
     """Measure this machine as an edge device and write a device profile.
 
     With --front, every configuration of that front is timed on the front's own model (edge at
-    batch 1, server at --batch; interleaved until each median is within 3%), and the profile
-    carries those per-configuration measurements: load it by name (?device=NAME) and the
+    batch 1, server at --batch; interleaved until each median is within 3%; a threshold
+    configuration cycles over the build's validation images, since its work depends on the image),
+    and the profile carries those per-configuration measurements: load it by name (?device=NAME) and the
     policy uses them (their p90) for that front. The rates in it (edge from the front's profile;
     server, symbol rate and overheads from the options, in GFLOP/s, Hz and ms) remain the modelled
     fallback for what was not measured; the transmit time is always modelled from them.
@@ -292,9 +308,9 @@ def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str
     import torch
     import yaml
 
-    from paretoctl.models.timing import TimingSettings, front_measurements
+    from paretoctl.models.timing import TimingSettings, front_measurements, timing_images
     from paretoctl.optimizer.config import ConfigError, parse_config
-    from paretoctl.optimizer.executor import load_model
+    from paretoctl.optimizer.executor import load_model, open_split
     from paretoctl.service.fileio import atomic_write_bytes
     from paretoctl.service.latency import ProfileError, profile_from_mapping
     from paretoctl.service.schema import FrontLoadError, load_front
@@ -305,13 +321,18 @@ def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str
         fail(ExitCode.BAD_INPUT, f"{front_path}: {getattr(exc, 'strerror', None) or exc}")
     if threads is not None:
         torch.set_num_threads(threads)
+    thresholds = {c.id: list(c.thresholds) for c in art.configs if c.thresholds is not None}
     try:
-        net = load_model(parse_config(art.provenance.config))
-    except (ConfigError, ValueError) as exc:
-        fail(ExitCode.BAD_INPUT, f"{front_path}: cannot rebuild the front's model: {exc}")
+        build_cfg = parse_config(art.provenance.config)
+        net = load_model(build_cfg)
+        # Threshold configurations do work that depends on the image: time them on the build's own
+        # validation images, as the build does.
+        images = timing_images(open_split(build_cfg, "val", net), build_cfg.search.seed) if thresholds else None
+    except (ConfigError, ValueError, OSError) as exc:
+        fail(ExitCode.BAD_INPUT, f"{front_path}: cannot rebuild the front's model and data: {exc}")
     doc = front_measurements(net, [(c.id, c.r) for c in art.configs], art.provenance.split_index,
                              TimingSettings(server_batch=batch, warmup=warmup, max_seconds=max_seconds),
-                             front_checksum=art.checksum)
+                             front_checksum=art.checksum, thresholds=thresholds or None, images=images)
     try:
         prof = profile_from_mapping({**art.device_profile.model_dump(exclude={"measurements"}), **link,
                                      "name": name or out.stem, "measurements": doc}, source=str(out))
@@ -325,8 +346,10 @@ def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str
         atomic_write_bytes(out, (head + yaml.safe_dump(prof.model_dump(mode="json"), sort_keys=False)).encode())
     except OSError as exc:
         fail(ExitCode.FAILED, f"cannot write {out}: {exc.strerror or exc}")
+    on_images = f"; {len(thresholds)} threshold configurations over {len(images)} validation images" \
+        if images is not None else ""
     typer.echo(f"wrote {out}: {len(art.configs)} configurations timed on {doc['machine']['cpu']} "
-               f"({doc['machine']['threads']} threads)")
+               f"({doc['machine']['threads']} threads{on_images})")
 
 
 def _r_squared(gflops: list[float], ms: list[float], overhead: float, rate: float) -> float:

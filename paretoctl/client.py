@@ -52,6 +52,7 @@ from paretoctl.service.policy import Decision
 from paretoctl.service.schema import DeviceProfile, FrontArtifact, ModelIdentity
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 __all__ = [
@@ -118,20 +119,25 @@ class _ClientBase:
         """The front cache."""
         return self._core.cache
 
-    def calibrate(self, model: nn.Module, *, settings: Any = None, statistic: str = "p90",
-                  profile_path: str | Path | None = None) -> DeviceProfile:
+    def calibrate(self, model: nn.Module, *, images: torch.Tensor | None = None, settings: Any = None,
+                  statistic: str = "p90", profile_path: str | Path | None = None) -> DeviceProfile:
         """Time the cached front's configurations on this device's own model and use them offline.
 
         Edge and server parts are timed on ``model`` as the build times them
         (:func:`paretoctl.models.timing.front_measurements`: edge at batch 1, warm-up, interleaved
-        rounds, p50/p90). The result is the front's device profile with these ``measurements``; it
-        is kept with the cached front, and decisions answered from the cache use it (until the front
-        changes). ``profile_path`` also writes it as a device-profile YAML: copy it into the
-        service's devices directory and query with ``device=<name>`` to get answers computed with
-        this device's own numbers.
+        rounds, p50/p90). A fixed schedule does the same work on every image and is timed on one;
+        a threshold configuration merges what each image can spare, so it is timed on the real
+        ``images``, cycling over them at batch 1 (at least one run per image, up to the settings'
+        ``max_runs``), and its p50/p90 include the spread across images. The result is the front's
+        device profile with these ``measurements``; it is kept with the cached front, and decisions
+        answered from the cache use it (until the front changes). ``profile_path`` also writes it as
+        a device-profile YAML: copy it into the service's devices directory and query with
+        ``device=<name>`` to get answers computed with this device's own numbers.
 
         Args:
             model: the device's model; it must be the model the front was built for.
+            images: ``[B, C, H, W]`` real inputs of the model (what the device will see), required
+                when the front holds threshold configurations; ignored by fixed schedules.
             settings: a :class:`paretoctl.models.timing.TimingSettings` (default: the build's).
             statistic: the percentile decisions use, ``p90`` (a budget is a deadline) or ``p50``.
             profile_path: where to write the profile YAML (its stem is the profile's name).
@@ -139,6 +145,8 @@ class _ClientBase:
         Raises:
             ServiceUnavailableError: there is no cached front (fetch one first).
             ForeignModelError: the front was built for another model.
+            ValueError: the front has threshold configurations and ``images`` is missing or not a
+                ``[B, C, H, W]`` batch of the model's input size.
         """
         import yaml
 
@@ -150,8 +158,12 @@ class _ClientBase:
             raise ServiceUnavailableError("no cached front to calibrate: call fetch_front() first")
         front = cached[0]
         _check_identity(model, front.provenance.model_identity, "the front")
+        thresholds = {c.id: list(c.thresholds) for c in front.configs if c.thresholds is not None}
+        if thresholds:
+            _check_images(model, images, len(thresholds))
         doc = front_measurements(model, [(c.id, c.r) for c in front.configs], front.provenance.split_index,
-                                 settings, statistic=statistic, front_checksum=front.checksum)
+                                 settings, statistic=statistic, front_checksum=front.checksum,
+                                 thresholds=thresholds or None, images=images if thresholds else None)
         name = Path(profile_path).stem if profile_path is not None else f"{front.device_profile.name}-calibrated"
         profile = front.device_profile.model_copy(
             update={"name": name, "measurements": Measurements.model_validate(doc)})
@@ -296,14 +308,16 @@ class AsyncPolicyClient(_ClientBase):
 
 
 def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
-    """Set the decision's merge schedule (``decision.r``) on the device's own timm ViT.
+    """Set the decision's merging on the device's own timm ViT: its thresholds, or its schedule ``r``.
 
     The decision must have been made for this very model: its ``model_identity`` (from the front's
     provenance) is compared with the fingerprints of ``model``'s architecture and weights
     (:mod:`paretoctl.models.identity`; the weights hash is cached on the model, so repeated calls
-    cost a hash only after the weights change). The first call patches the model with
-    ``paretoctl.models.patch.apply_merging``; later calls only change the schedule with
-    ``set_schedule``, so switching schedules as the link changes is cheap.
+    cost a hash only after the weights change). A threshold decision (``merging == "thresholds"``)
+    sets its per-block similarity thresholds (input-adaptive merging, ``set_thresholds``); any other
+    sets the fixed schedule ``decision.r`` (``set_schedule``). The first call patches the model with
+    ``paretoctl.models.patch.apply_merging``; later calls only switch the merging, so following the
+    link as it changes is cheap, between both kinds alike.
 
     Args:
         model: a timm ViT (patched or not); modified in place.
@@ -313,21 +327,55 @@ def apply_policy(model: nn.Module, decision: Decision) -> nn.Module:
         The same model.
 
     Raises:
-        ValueError: the decision is infeasible (no schedule to apply), or its schedule does not fit
-            the model (length differs from the depth, or more merges than tokens allow).
+        ValueError: the decision is infeasible (nothing to apply), or what it applies does not fit
+            the model (a schedule or thresholds whose length differs from the depth, more merges
+            than tokens allow).
         ForeignModelError: the decision was made for another architecture or other weights.
     """
-    if not decision.feasible or decision.r is None:
+    if not decision.feasible or (decision.r is None and decision.thresholds is None):
         raise ValueError(f"cannot apply an infeasible decision: {decision.reason}")
-    from paretoctl.models.patch import apply_merging, is_patched, set_schedule  # torch, lazily: [build]
+    from paretoctl.models.patch import (  # torch, lazily: [build]
+        apply_merging,
+        is_patched,
+        set_schedule,
+        set_thresholds,
+    )
 
     _check_identity(model, decision.model_identity, f"decision {decision.config_id!r}")
-    r = list(decision.r)
+    if decision.thresholds is not None:
+        thresholds = list(decision.thresholds)
+        if is_patched(model):
+            set_thresholds(model, thresholds)
+        else:
+            apply_merging(model, thresholds=thresholds)
+        return model
+    r = list(decision.r or ())
     if is_patched(model):
         set_schedule(model, r)
     else:
         apply_merging(model, r=r)
     return model
+
+
+def _check_images(model: nn.Module, images: torch.Tensor | None, n_threshold: int) -> None:
+    """Raise ``ValueError`` (naming ``images``) unless ``images`` is a ``[B, C, H, W]`` batch of ``model``'s inputs."""
+    import torch
+
+    if images is None:
+        raise ValueError(f"the front has {n_threshold} threshold configuration(s), whose work depends on the "
+                         "input: pass images=, a [B, C, H, W] tensor of real inputs, to time them on")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 1:
+        shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a [B, C, H, W] tensor with B >= 1, got {shape}")
+    pe = getattr(model, "patch_embed", None)
+    size = getattr(pe, "img_size", None)
+    proj = getattr(pe, "proj", None)
+    if size is not None and proj is not None and hasattr(proj, "in_channels"):
+        hw = tuple(size) if isinstance(size, tuple | list) else (size, size)
+        want = (int(proj.in_channels), int(hw[0]), int(hw[1]))
+        if tuple(images.shape[1:]) != want:
+            raise ValueError(f"images must be [B, {want[0]}, {want[1]}, {want[2]}] for this model, got "
+                             f"{list(images.shape)}")
 
 
 def _check_identity(model: nn.Module, expected: ModelIdentity, what: str) -> None:

@@ -12,6 +12,12 @@ On a digital link (``paretoctl.service.link``) the channel uses are the expected
 configuration's bits at the SNR: ``channel_uses = bits / R(snr) * E[transmissions]``
 (:func:`digital_transmit_ms`), so the transmit time depends on the SNR.
 
+An input-adaptive (threshold) configuration costs a different amount on every image; its modelled
+parts use the 95th percentiles of its ``cost_distribution`` (edge GFLOPs, server GFLOPs, channel
+uses; :func:`latency_costs`), so a served latency also covers busy images. Measured parts (a
+profile's per-configuration timings, taken over real images for a threshold configuration) are used
+as they are, for both kinds.
+
 Profiles live as YAML files in ``configs/devices/`` (one per device class; the file stem is the name
 the service's ``device=`` parameter takes). They are measured, not guessed, where possible:
 ``paretoctl profile`` fits ``edge_gflops_per_s`` and ``edge_overhead_ms`` on the local machine.
@@ -34,7 +40,7 @@ import yaml
 from pydantic import ValidationError
 
 from paretoctl.service.link import DigitalLink
-from paretoctl.service.schema import DeviceProfile, LatencyRecord
+from paretoctl.service.schema import DeviceProfile, FrontConfig, LatencyRecord
 from paretoctl.service.validation import format_validation_error
 
 __all__ = [
@@ -44,8 +50,10 @@ __all__ = [
     "LatencyBreakdown",
     "ProfileError",
     "config_latency",
+    "config_latency_of",
     "digital_transmit_ms",
     "fit_overhead_and_rate",
+    "latency_costs",
     "latency_parts",
     "list_profiles",
     "load_profile",
@@ -117,6 +125,9 @@ def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_
     already include every fixed cost, so no overhead is added) and are labelled ``measured``.
     Otherwise they are modelled by :func:`latency_parts`. Transmission is always modelled (the
     link cannot be timed on the machine that times the model).
+
+    The costs are what the caller passes: for a front configuration use :func:`config_latency_of`,
+    which passes a threshold configuration's 95th-percentile costs (:func:`latency_costs`).
     """
     edge, link, server, total = latency_parts(gflops_edge, gflops_server, channel_uses, profile)
     got = profile.measured(config_id, tuple(r))
@@ -126,6 +137,34 @@ def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_
     return LatencyBreakdown.model_construct(
         edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=edge + link + server,
         edge_source="measured", server_source="measured")
+
+
+def latency_costs(cfg: FrontConfig) -> tuple[float, float, float]:
+    """``(edge GFLOPs, server GFLOPs, channel uses)`` per image that a configuration's latency is modelled from.
+
+    A fixed schedule costs the same on every image: its ``gflops.edge``, ``gflops.server`` and
+    ``channel_uses``. A threshold configuration's scalar costs are its *means*; a latency budget is
+    a deadline, so its latency is modelled from the 95th percentiles of ``cost_distribution``
+    instead (the build does the same when it writes ``FrontConfig.latency``).
+    """
+    dist = cfg.cost_distribution
+    if cfg.merging == "thresholds" and dist is not None:
+        return dist.gflops_edge.p95, dist.gflops_server.p95, dist.channel_uses.p95
+    return cfg.gflops.edge, cfg.gflops.server, float(cfg.channel_uses)
+
+
+def config_latency_of(cfg: FrontConfig, profile: DeviceProfile,
+                      channel_uses: float | None = None) -> LatencyBreakdown:
+    """:func:`config_latency` of a front configuration, from :func:`latency_costs`.
+
+    Args:
+        cfg: the configuration (either merging kind).
+        profile: speeds, overheads and any per-configuration measurements.
+        channel_uses: channel uses to charge the link with instead of the configuration's own (a
+            digital link's transmit time is computed elsewhere, at the query SNR: pass 0).
+    """
+    edge, server, uses = latency_costs(cfg)
+    return config_latency(cfg.id, cfg.r, edge, server, uses if channel_uses is None else channel_uses, profile)
 
 
 def read_document(path: str | Path, *, kind: Literal["json", "yaml"], what: str,

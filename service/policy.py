@@ -7,7 +7,10 @@ Rule:
     1. Latency of every configuration is recomputed from its costs (edge/server GFLOPs, channel
        uses) with the given device profile, or the front's own profile; where that profile carries
        measured edge and server times for the configuration (its p90 by default), those replace
-       the modelled ones (``paretoctl.service.latency.config_latency``; each part is labelled).
+       the modelled ones (``paretoctl.service.latency.config_latency``; each part is labelled). A
+       threshold (input-adaptive) configuration's modelled parts use the 95th percentiles of its
+       per-image costs (``paretoctl.service.latency.latency_costs``), so its latency covers busy
+       images; its accuracy, GFLOPs, tokens and channel uses are reported as its means.
     2. Of the configurations with ``latency <= latency_ms``, choose the one with the highest
        **validation** accuracy at the requested SNR (configurations are chosen on validation data;
        the test split is only reported). Ties go to the lower latency, then to the smaller id.
@@ -57,9 +60,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paretoctl.service.latency import LatencyBreakdown, config_latency
+from paretoctl.service.latency import LatencyBreakdown, config_latency_of
 from paretoctl.service.link import DigitalLink, link_from_channel
 from paretoctl.service.schema import (
     AccuracyAtSnr,
@@ -68,6 +71,7 @@ from paretoctl.service.schema import (
     FrontConfig,
     Gflops,
     LatencySource,
+    MergingKind,
     ModelIdentity,
 )
 
@@ -121,14 +125,20 @@ class Decision(BaseModel):
         feasible: a configuration satisfies the budget (and ``min_accuracy``).
         reason: why not, when infeasible.
         config_id: the chosen configuration (None when infeasible).
-        proportions: its per-layer merge proportions.
-        r: its per-layer merged-token counts, the schedule to apply on the device.
+        merging: how it merges (None when infeasible): ``proportions``, a fixed schedule (apply
+            ``r``), or ``thresholds``, input-adaptive merging (apply ``thresholds``).
+        thresholds: a threshold configuration's per-block cosine-similarity thresholds, what the
+            device applies (``paretoctl.models.patch.set_thresholds``); None for a fixed schedule.
+        proportions: its per-layer merge proportions (a threshold configuration's mean behaviour).
+        r: its per-layer merged-token counts, the schedule to apply on the device (for a threshold
+            configuration its rounded mean over images, a description only: apply ``thresholds``).
         predicted_accuracy: test-split accuracy at the SNR (SNR rule applied): what to expect.
         validation_accuracy: validation-split accuracy used for the choice.
-        latency: predicted latency breakdown under the profile.
-        gflops: compute (total, edge, server).
-        tokens_sent: tokens transmitted at the split.
-        channel_uses: complex channel symbols transmitted.
+        latency: predicted latency breakdown under the profile (a threshold configuration's
+            modelled parts from its 95th-percentile costs).
+        gflops: compute (total, edge, server); a threshold configuration's mean per image.
+        tokens_sent: tokens transmitted at the split (threshold configuration: rounded mean).
+        channel_uses: complex channel symbols transmitted (threshold configuration: rounded mean).
         channel: channel kind the accuracies refer to.
         snr_db: the SNR asked for.
         snr_used_db: the grid point(s) whose accuracies were used.
@@ -156,6 +166,12 @@ class Decision(BaseModel):
     feasible: bool
     reason: str | None = None
     config_id: str | None = None
+    merging: MergingKind | None = Field(
+        None, description="how the chosen configuration merges: 'proportions' (a fixed schedule: apply r) or "
+                          "'thresholds' (input-adaptive: apply thresholds); null when infeasible")
+    thresholds: list[float] | None = Field(
+        None, description="per-block cosine-similarity thresholds to apply when merging is 'thresholds' "
+                          "(r is then the rounded mean schedule over images, for information); null otherwise")
     proportions: list[float] | None = None
     r: list[int] | None = None
     predicted_accuracy: AccuracyEstimate | None = None
@@ -182,6 +198,21 @@ class Decision(BaseModel):
     bits: int | None = None
     link_rate_bits_per_use: float | None = None
     link_outage: float | None = None
+
+    @model_validator(mode="after")
+    def _check_merging(self) -> Decision:
+        """A decision read from elsewhere (a server's body) names thresholds exactly for a threshold configuration."""
+        if (self.merging == "thresholds") != (self.thresholds is not None):
+            raise ValueError(f"thresholds must be given exactly when merging is 'thresholds' (merging "
+                             f"{self.merging!r}, thresholds {'set' if self.thresholds is not None else 'null'})")
+        return self
+
+
+def _chosen_fields(cfg: FrontConfig) -> dict[str, Any]:
+    """The fields of a feasible decision that say what to apply: id, merging kind, thresholds, schedule."""
+    return {"config_id": cfg.id, "merging": cfg.merging,
+            "thresholds": None if cfg.thresholds is None else list(cfg.thresholds),
+            "proportions": list(cfg.proportions), "r": list(cfg.r)}
 
 
 @dataclass(frozen=True)
@@ -231,7 +262,7 @@ def _build_index(front: FrontArtifact, profile: DeviceProfile) -> _ProfileIndex:
     """Latency-sort the configurations and precompute every (channel, SNR key) view."""
     rows = []
     for cfg in front.configs:
-        lat = config_latency(cfg.id, cfg.r, cfg.gflops.edge, cfg.gflops.server, cfg.channel_uses, profile)
+        lat = config_latency_of(cfg, profile)
         rows.append((lat.total_ms, cfg.id, cfg, lat))
     rows.sort(key=lambda row: (row[0], row[1]))
     configs = tuple(row[2] for row in rows)
@@ -264,7 +295,7 @@ def _build_digital(front: FrontArtifact, kind: str, link: DigitalLink, profile: 
                    keys: list[tuple[int, int]]) -> _DigitalIndex:
     """The query-independent part of a digital channel's index."""
     configs = tuple(sorted(front.configs, key=lambda c: c.id))
-    lats = [config_latency(c.id, c.r, c.gflops.edge, c.gflops.server, 0.0, profile) for c in configs]
+    lats = [config_latency_of(c, profile, channel_uses=0.0) for c in configs]
     return _DigitalIndex(
         link=link, profile=profile, configs=configs,
         edge_server_ms=tuple((lat.edge_ms, lat.server_ms) for lat in lats),
@@ -465,7 +496,7 @@ def select(
         return refusal
     cfg = idx.configs[j]
     return Decision.model_construct(
-        feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
+        feasible=True, reason=None, **_chosen_fields(cfg),
         predicted_accuracy=view.test[j], validation_accuracy=view.val[j],
         latency=idx.breakdowns[j], gflops=cfg.gflops, tokens_sent=cfg.tokens_sent,
         channel_uses=cfg.channel_uses, **common)
@@ -520,7 +551,7 @@ def _select_digital(front: FrontArtifact, di: _DigitalIndex, snr: float, budget:
         return refusal
     cfg = di.configs[k]
     return Decision.model_construct(
-        feasible=True, reason=None, config_id=cfg.id, proportions=list(cfg.proportions), r=list(cfg.r),
+        feasible=True, reason=None, **_chosen_fields(cfg),
         predicted_accuracy=test[k], validation_accuracy=val[k],
         latency=LatencyBreakdown.model_construct(edge_ms=edge, transmit_ms=transmit, server_ms=server,
                                                  total_ms=total, edge_source=di.edge_server_sources[k][0],

@@ -8,6 +8,11 @@ Two levels:
 * :func:`hand_config` + :func:`assemble_front` build a front from configurations whose accuracies
   and costs are given explicitly, for tests whose right answer is computed by hand.
 
+Either can hold input-adaptive (threshold) configurations: ``hand_config(..., thresholds=...,
+p95=...)`` or ``make_front(n_thresholds=...)``. Their scalar costs are the means of a
+``cost_distribution`` whose 95th percentiles are given (or 1.25x the means), and their stored
+latency is modelled from those 95th percentiles, as the build writes it.
+
 Example:
     >>> front = make_front(depth=6, snr_grid_db=(0, 10), channels=("awgn", "rayleigh"), n_configs=5)
     >>> len(front.configs), front.provenance.snr_grid_db
@@ -38,6 +43,8 @@ DEFAULT_PROFILE = DeviceProfile(
     edge_overhead_ms=1.0, link_overhead_ms=2.0, server_overhead_ms=0.5,
 )
 SOURCES: tuple[str, ...] = ("uniform", "botorch", "sobol", "nsga2")
+P95_FACTOR = 1.25
+"""A synthetic threshold configuration's 95th-percentile costs over its means, unless given."""
 _CHANNEL_MID_DB = {"ideal": -60.0, "awgn": -2.0, "rician": 1.0, "rayleigh": 4.0}
 """SNR (dB) at which the synthetic accuracy is half-way between chance and clean, per channel."""
 
@@ -108,6 +115,8 @@ def hand_config(
     source: str = "uniform",
     profile: DeviceProfile = DEFAULT_PROFILE,
     stderr: float | None = 0.01,
+    thresholds: Sequence[float] | None = None,
+    p95: tuple[float, float, float] | None = None,
 ) -> dict[str, Any]:
     """A config dict with explicit accuracies (channel -> one mean per grid SNR) and costs.
 
@@ -115,13 +124,30 @@ def hand_config(
     figure came from. Latency is computed from ``profile`` (pass the front's profile). ``tokens_sent``
     defaults to what the loader expects at ``split_index`` (default ``depth // 2``, as
     :func:`assemble_front`'s): pass the same split to both.
+
+    With ``thresholds`` (one per block) the config is input-adaptive: ``edge_gflops``,
+    ``server_gflops`` and ``channel_uses`` are its per-image means and ``p95`` its 95th-percentile
+    ``(edge GFLOPs, server GFLOPs, channel uses)`` (default :data:`P95_FACTOR` x the means); the
+    latency is modelled from ``p95``. Its mean tokens per layer are the schedule's counts minus 0.25
+    after block 0 (they round to them, as the schema requires).
     """
     props = list(proportions) if proportions is not None else [0.0] * depth
     r, tokens = schedule_from_proportions(props, num_patches)
     split = split_index if split_index is not None else depth // 2
     if test is None:
         test = {k: [max(0.0, v - 0.01) for v in vs] for k, vs in val.items()}
-    lat = predict_latency(edge_gflops, server_gflops, channel_uses, profile)
+    adaptive = thresholds is not None
+    if adaptive and p95 is None:
+        p95 = (P95_FACTOR * edge_gflops, P95_FACTOR * server_gflops, P95_FACTOR * channel_uses)
+    lat = predict_latency(*(p95 if adaptive and p95 is not None else (edge_gflops, server_gflops, channel_uses)),
+                          profile)
+    sent = tokens_sent if tokens_sent is not None else tokens_at_split(tokens, r, split)
+    extra: dict[str, Any] = {}
+    if adaptive and thresholds is not None and p95 is not None:
+        if len(thresholds) != depth:
+            raise ValueError(f"{len(thresholds)} thresholds for depth {depth}")
+        extra = {"merging": "thresholds", "thresholds": [float(t) for t in thresholds],
+                 "cost_distribution": cost_distribution(edge_gflops, server_gflops, channel_uses, sent, tokens, p95)}
     return {
         "id": config_id,
         "source": source,
@@ -129,11 +155,31 @@ def hand_config(
         "r": r,
         "tokens_per_layer": tokens,
         "gflops": {"total": edge_gflops + server_gflops, "edge": edge_gflops, "server": server_gflops},
-        "tokens_sent": tokens_sent if tokens_sent is not None else tokens_at_split(tokens, r, split),
+        "tokens_sent": sent,
         "channel_uses": channel_uses,
         "latency": lat.model_dump(),
         "accuracy_val": {k: accuracy_points(v, grid, stderr=stderr) for k, v in val.items()},
         "accuracy_test": {k: accuracy_points(v, grid, stderr=stderr) for k, v in test.items()},
+        **extra,
+    }
+
+
+def cost_distribution(edge: float, server: float, uses: float, tokens_sent: int, tokens_per_layer: Sequence[int],
+                      p95: tuple[float, float, float]) -> dict[str, Any]:
+    """A ``CostDistribution`` dict whose means are the given costs and whose p95s are ``p95``.
+
+    Tokens sent get the same relative spread as the channel uses; the mean tokens entering each block
+    are the schedule's counts, less 0.25 after block 0 (every image enters block 0 whole).
+    """
+    spread = p95[2] / uses if uses else 1.0
+    return {
+        "n_images": 200,
+        "gflops_total": {"mean": edge + server, "p95": p95[0] + p95[1]},
+        "gflops_edge": {"mean": edge, "p95": p95[0]},
+        "gflops_server": {"mean": server, "p95": p95[1]},
+        "tokens_sent": {"mean": float(tokens_sent), "p95": tokens_sent * spread},
+        "channel_uses": {"mean": float(uses), "p95": p95[2]},
+        "tokens_per_layer_mean": [float(t) - (0.25 if k else 0.0) for k, t in enumerate(tokens_per_layer)],
     }
 
 
@@ -213,8 +259,13 @@ def make_front(
     dim: int = 64,
     split_index: int | None = None,
     profile: DeviceProfile = DEFAULT_PROFILE,
+    n_thresholds: int = 0,
 ) -> FrontArtifact:
     """A random but plausible front: ``"unmerged"`` (the reference) plus ``n_configs - 1`` schedules.
+
+    With ``n_thresholds``, the last ``n_thresholds`` of them are input-adaptive threshold
+    configurations (ids ``thr<i>``, source ``botorch``): thresholds drawn in [0.8, 1) from a separate
+    generator, so the fixed configurations are those of the same front without them.
 
     Args:
         depth: blocks (schedule length).
@@ -226,10 +277,14 @@ def make_front(
         dim: embedding width for the cost model.
         split_index: edge/server split (default ``depth // 2``).
         profile: device profile for the latencies.
+        n_thresholds: how many of the non-reference configurations use thresholds (< ``n_configs``).
     """
     if n_configs < 1:
         raise ValueError("n_configs must be >= 1")
+    if not 0 <= n_thresholds < n_configs:
+        raise ValueError(f"n_thresholds must be in [0, n_configs - 1], got {n_thresholds}")
     rng = random.Random(seed)
+    thr_rng = random.Random(seed + 10_007)
     split = split_index if split_index is not None else depth // 2
     grid = [float(s) for s in snr_grid_db]
     configs = []
@@ -246,12 +301,14 @@ def make_front(
             base = [synthetic_accuracy(s, ch, merged_fraction) for s in grid]
             val[ch] = [min(1.0, max(0.0, a + rng.gauss(0, 0.005))) for a in base]
             test[ch] = [min(1.0, max(0.0, a + rng.gauss(0, 0.005))) for a in base]
+        adaptive = i >= n_configs - n_thresholds
+        thresholds = [round(thr_rng.uniform(0.8, 1.0), 4) for _ in range(depth)] if adaptive else None
         cfg = hand_config(
-            "unmerged" if i == 0 else f"cfg{i:03d}", val, test, grid=grid, depth=depth,
-            edge_gflops=edge, server_gflops=server, channel_uses=uses, tokens_sent=sent,
+            "unmerged" if i == 0 else f"thr{i:03d}" if adaptive else f"cfg{i:03d}", val, test, grid=grid,
+            depth=depth, edge_gflops=edge, server_gflops=server, channel_uses=uses, tokens_sent=sent,
             proportions=props, num_patches=num_patches, split_index=split,
-            source="reference" if i == 0 else SOURCES[(i - 1) % len(SOURCES)],
-            profile=profile, stderr=None,
+            source="reference" if i == 0 else "botorch" if adaptive else SOURCES[(i - 1) % len(SOURCES)],
+            profile=profile, stderr=None, thresholds=thresholds,
         )
         configs.append(cfg)
     return assemble_front(configs, grid=grid, channels=channels, depth=depth, num_patches=num_patches,

@@ -47,6 +47,7 @@ from paretoctl.plots.selection import (
     envelope,
     find_highlights,
     front_ids,
+    is_adaptive,
     mean_accuracy,
     thin_out,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "front_figure",
     "front_file",
     "front_ids",
+    "is_adaptive",
     "load_convergence",
     "mean_accuracy",
     "plot_front",

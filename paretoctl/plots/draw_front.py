@@ -1,6 +1,9 @@
 """Figures of accuracy: the Pareto front (accuracy vs GFLOPs) and accuracy vs SNR.
 
-What is drawn is chosen in :mod:`paretoctl.plots.selection`; this module only draws it.
+What is drawn is chosen in :mod:`paretoctl.plots.selection`; this module only draws it. Threshold
+(input-adaptive) configurations are drawn as diamonds at their mean GFLOPs and mean tokens sent,
+and the constant-threshold marks of a threshold build as plus signs beside ToMe's X; a front with
+no threshold configuration is drawn exactly as before they existed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from paretoctl.plots.selection import (
     envelope,
     find_highlights,
     front_ids,
+    is_adaptive,
     nice_levels,
 )
 from paretoctl.plots.style import channel_title, new_figure, snr_colours, subplots
@@ -30,13 +34,27 @@ if TYPE_CHECKING:
 
 __all__ = ["accuracy_snr_figure", "front_figure"]
 
+MARKERS: dict[str, str] = {"fixed": "o", "thresholds": "D", "reference": "*", "uniform": "X",
+                           "uniform-thresholds": "P"}
+"""Marker of each kind of point: front configurations by merging kind, and the comparison marks."""
+
+
+def _mark_kind(cfg: FrontConfig) -> str | None:
+    """Which comparison mark ``cfg`` is drawn as (None: only as a front point)."""
+    if cfg.source == "reference":
+        return "reference"
+    if cfg.source == "uniform":
+        return "uniform-thresholds" if is_adaptive(cfg) else "uniform"
+    return None
+
 
 def front_figure(front: FrontArtifact, split: str = "test") -> Figure:
     """Accuracy against GFLOPs of the Pareto front, one series per SNR, one panel per channel.
 
     Marker area is proportional to the tokens sent over the link (the communication cost), so all
     three objectives are visible at once. The unmerged model and ToMe's uniform schedules are drawn
-    as reference points to show what the search gained.
+    as reference points to show what the search gained. Threshold configurations are diamonds (at
+    their mean GFLOPs and mean tokens sent), and a threshold build's constant-threshold marks plus signs.
     """
     from matplotlib.lines import Line2D
 
@@ -71,6 +89,12 @@ def front_figure(front: FrontArtifact, split: str = "test") -> Figure:
         Line2D([], [], ls="", marker="X", markersize=8, color="0.4", markeredgecolor="black",
                label="ToMe uniform schedule"),
     ]
+    if any(is_adaptive(cfg) for cfg in front.configs):
+        kind_handles.insert(1, Line2D([], [], ls="", marker=MARKERS["thresholds"], color="0.4",
+                                      label="Pareto-optimal, input-adaptive\n(thresholds; mean costs)"))
+    if any(_mark_kind(cfg) == "uniform-thresholds" for cfg in front.configs):
+        kind_handles.append(Line2D([], [], ls="", marker=MARKERS["uniform-thresholds"], markersize=9, color="0.4",
+                                   markeredgecolor="black", label="constant threshold (all blocks)"))
     fig.legend(handles=kind_handles, title="Configuration", loc="outside right center", fontsize="small")
     size_handles = [
         Line2D([], [], ls="", marker="o", color="0.6", markersize=math.sqrt(area(t)), label=f"{t:g}")
@@ -94,15 +118,18 @@ def _draw_front_series(
     colour: Any,
     area: Callable[[float], float],
 ) -> None:
-    """One SNR's front on one panel: sized markers plus the accuracy-vs-GFLOPs staircase."""
+    """One SNR's front on one panel: sized markers (circles, diamonds for thresholds) plus the staircase."""
     if not configs:
         return
     xs = [float(c.gflops.total) for c in configs]
     ys = [accuracy_at(c, kind, split, snr) for c in configs]
     ex, ey = envelope(list(zip(xs, ys, strict=True)))
     ax.step(ex, ey, where="post", color=colour, lw=1.2, alpha=0.8, zorder=2)
-    ax.scatter(xs, ys, s=[area(c.tokens_sent) for c in configs], color=colour, edgecolors="white",
-               linewidths=0.6, zorder=3)
+    for marker, adaptive in ((MARKERS["fixed"], False), (MARKERS["thresholds"], True)):
+        pick = [k for k, c in enumerate(configs) if is_adaptive(c) == adaptive]
+        if pick:
+            ax.scatter([xs[k] for k in pick], [ys[k] for k in pick], s=[area(configs[k].tokens_sent) for k in pick],
+                       marker=marker, color=colour, edgecolors="white", linewidths=0.6, zorder=3)
 
 
 def _draw_comparisons(
@@ -114,11 +141,12 @@ def _draw_comparisons(
     colours: dict[float, Any],
     area: Callable[[float], float],
 ) -> None:
-    """Mark the unmerged reference (star) and ToMe's uniform schedules (X) at every SNR."""
+    """Mark the unmerged reference (star), ToMe's uniform schedules (X) and constant thresholds (P) at every SNR."""
     for cfg in front.configs:
-        marker = {"reference": "*", "uniform": "X"}.get(cfg.source)
-        if marker is None:
+        mark = _mark_kind(cfg)
+        if mark is None:
             continue
+        marker = MARKERS[mark]
         size = area(cfg.tokens_sent) * (2.2 if marker == "*" else 1.0)
         for snr in grid:
             ax.scatter([cfg.gflops.total], [accuracy_at(cfg, kind, split, snr)], s=size, marker=marker,
@@ -151,9 +179,11 @@ def accuracy_snr_figure(front: FrontArtifact, split: str = "test") -> Figure:
             for label, cid in find_highlights([by_id[i] for i in ids], kind, split).items():
                 cfg = by_id[cid]
                 snrs, means, errs = accuracy_curve(cfg, kind, split)
-                ax.errorbar(snrs, means, yerr=errs, color=palette[label], lw=2.0, marker="o", ms=4,
-                            capsize=3, zorder=3,
-                            label=f"{label}: {cid} ({cfg.gflops.total:.3g} GFLOPs, {cfg.tokens_sent} tokens)")
+                costs = (f"thresholds, {cfg.gflops.total:.3g} GFLOPs mean" if is_adaptive(cfg)
+                         else f"{cfg.gflops.total:.3g} GFLOPs, {cfg.tokens_sent} tokens")
+                ax.errorbar(snrs, means, yerr=errs, color=palette[label], lw=2.0,
+                            marker=MARKERS["thresholds"] if is_adaptive(cfg) else "o", ms=4, capsize=3, zorder=3,
+                            label=f"{label}: {cid} ({costs})")
         ax.plot([], [], color="0.75", label=f"other Pareto configurations ({len(ids)} in all)")
         ax.set_title(channel_title(kind))
         ax.set_xlabel("SNR, Es/N0 (dB)")

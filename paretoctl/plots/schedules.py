@@ -4,6 +4,11 @@ Per the ``paretoctl.front/2`` schema, ``FrontConfig.tokens_per_layer[l]`` counts
 block ``l`` (prefix tokens included) and block ``l`` merges ``r[l]`` of them, so the tokens left after
 ``b`` blocks are ``tokens_per_layer[b]`` for ``b < depth`` and ``tokens_per_layer[-1] - r[-1]`` after
 the last block. A schedule only ever removes tokens, so every series is non-increasing.
+
+A threshold (input-adaptive) configuration merges a different number of tokens in every image; its
+series is the **mean** tokens entering each block over the evaluated images
+(``cost_distribution.tokens_per_layer_mean``, exact, not the rounded ``tokens_per_layer``), so it has
+``depth`` points: the artifact records no mean of the tokens leaving the last block.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from paretoctl.plots.selection import channel_kinds, config_map, find_highlights, front_ids, thin_out
+from paretoctl.plots.selection import channel_kinds, config_map, find_highlights, front_ids, is_adaptive, thin_out
 
 if TYPE_CHECKING:
     from paretoctl.service.schema import FrontArtifact, FrontConfig
@@ -22,14 +27,19 @@ MAX_SCHEDULE_LINES = 10
 """The schedule figure stays readable only with a handful of lines; the rest are thinned out."""
 
 
-def tokens_left(cfg: FrontConfig) -> tuple[list[int], list[int]]:
+def tokens_left(cfg: FrontConfig) -> tuple[list[int], list[float]]:
     """(blocks processed, tokens left) from 0 blocks (the input) to all ``L`` of them.
 
     Returns:
-        Two lists of length ``L + 1``: ``[0, 1, ..., L]`` and the token counts, prefix tokens
-        included; the first count is ``num_patches + num_prefix_tokens``, the last the tokens
-        leaving the final block (``tokens_per_layer[-1] - r[-1]``).
+        For a fixed schedule, two lists of length ``L + 1``: ``[0, 1, ..., L]`` and the token
+        counts, prefix tokens included; the first count is ``num_patches + num_prefix_tokens``, the
+        last the tokens leaving the final block (``tokens_per_layer[-1] - r[-1]``). For a threshold
+        configuration, ``L`` entries: ``[0, ..., L - 1]`` and the mean tokens entering each block
+        (``cost_distribution.tokens_per_layer_mean``).
     """
+    if is_adaptive(cfg) and cfg.cost_distribution is not None:
+        means = [float(t) for t in cfg.cost_distribution.tokens_per_layer_mean]
+        return list(range(len(means))), means
     entering = [int(t) for t in cfg.tokens_per_layer]
     after_last = entering[-1] - int(cfg.r[-1])
     return list(range(len(entering) + 1)), [*entering, after_last]

@@ -25,6 +25,7 @@ __all__ = [
     "envelope",
     "find_highlights",
     "front_ids",
+    "is_adaptive",
     "mean_accuracy",
     "nice_levels",
     "thin_out",
@@ -65,6 +66,11 @@ class Highlights:
 def channel_kinds(front: FrontArtifact) -> list[str]:
     """The channel kinds the front was built for, in provenance order."""
     return list(front.provenance.channel_kinds)
+
+
+def is_adaptive(cfg: FrontConfig) -> bool:
+    """Whether ``cfg`` merges by per-block similarity thresholds (input-adaptive) rather than a fixed ``r``."""
+    return cfg.merging == "thresholds" and cfg.cost_distribution is not None
 
 
 def config_map(front: FrontArtifact) -> dict[str, FrontConfig]:

@@ -35,7 +35,8 @@ ERR_503: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "descr
 @router.get(
     "/policy",
     response_model=Decision,
-    summary="Choose a merge schedule for an SNR and a latency budget",
+    summary="Choose a merging configuration (a fixed schedule or per-block thresholds) for an SNR and a "
+            "latency budget",
     responses={
         404: {"model": ErrorResponse, "description": "unknown device profile or channel"},
         409: {"model": InfeasibleResponse,
@@ -54,6 +55,9 @@ async def get_policy(
 ) -> Response:
     """The most accurate configuration within ``latency`` ms at ``snr`` dB (see ``paretoctl.service.policy``).
 
+    ``merging`` says what the device applies: ``proportions``, the fixed schedule ``r``, or
+    ``thresholds``, the per-block similarity thresholds in ``thresholds`` (input-adaptive merging; its
+    latency is modelled from its 95th-percentile per-image costs, its costs reported as means).
     Every decision carries ``front_checksum``: a client that sees it change knows the front was reloaded.
     """
     query = PolicyQuery(snr=snr, latency=latency, min_accuracy=min_accuracy, device=device, channel=channel)

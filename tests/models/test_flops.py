@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
-from paretoctl.models.flops import ViTShape, analytic_cost, count_flops, relaxed_cost, vit_shape
+from paretoctl.models.flops import ViTShape, analytic_cost, cost_from_shape, count_flops, relaxed_cost, vit_shape
 from paretoctl.models.patch import apply_merging
 from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule
 
@@ -136,3 +137,51 @@ def test_hybrid_vit_is_refused() -> None:
     model: Any = timm.create_model("vit_small_r26_s32_224", img_size=64)
     with pytest.raises(NotImplementedError, match=r"vit_small_r26_s32_224: patch embedding HybridEmbed"):
         analytic_cost(model, None, 0)
+
+
+def _threshold_counts(model: Any, image: torch.Tensor, split: int) -> list[int]:
+    """Real tokens entering each block, then leaving the last, for one image (``record`` of both halves)."""
+    from paretoctl.models.split import edge_forward, run_blocks
+    from paretoctl.models.threshold import real_token_counts
+
+    record: list[torch.Tensor] = []
+    with torch.inference_mode():
+        state = edge_forward(model, image, split, record=record)
+        final = run_blocks(model, state, split, len(model.blocks), record)
+    return [int(c[0]) for c in record] + [int(real_token_counts(final.size)[0])]
+
+
+def test_threshold_cost_counts_the_matching_wherever_a_threshold_is_below_one() -> None:
+    """Per image, cost_from_shape(r_b, matched=[t < 1]) equals FlopCounterMode on that image alone.
+
+    The thresholds include blocks below 1 where an image merges nothing (the matching still runs)
+    and blocks at 1 (no matching); several images exercise different per-image schedules.
+    """
+    from paretoctl.models.vit_fmnist import load_bundled_weights
+
+    model: Any = timm.create_model("vit_fmnist_patch4_28").eval()
+    load_bundled_weights(model)
+    depth = len(model.blocks)
+    thresholds = [0.9, 1.0, 0.999999, 0.8, 1.0, 0.95] + [0.9] * (depth - 6)
+    apply_merging(model, thresholds=thresholds)
+    shape = vit_shape(model)
+    matched = [t < 1 for t in thresholds]
+    gen = torch.Generator().manual_seed(0)
+    coarse = [torch.randn(1, 1, k, k, generator=gen) for k in (2, 3, 4, 7)]
+    images = torch.cat([torch.nn.functional.interpolate(c, size=(28, 28), mode="nearest") for c in coarse])
+    schedules = []
+    for image in images:
+        counts = _threshold_counts(model, image[None], split=3)
+        r = [a - b for a, b in itertools.pairwise(counts)]
+        schedules.append(r)
+        assert r[1] == r[4] == 0  # threshold 1 merges nothing
+        report = cost_from_shape(shape, r, 3, matched=matched)
+        assert report.total_gflops == pytest.approx(counted_gflops(model, image[None]), rel=1e-12), r
+        assert report.tokens_sent == counts[3]
+        plain = cost_from_shape(shape, r, 3)  # matching only where r > 0: too few FLOPs when some r_l = 0
+        assert plain.total_gflops <= report.total_gflops
+    assert len({tuple(r) for r in schedules}) > 1, "the images must merge differently"
+    assert any(r_l == 0 and m for r in schedules for r_l, m in zip(r, matched, strict=True)), \
+        "some image must match in a block without merging there"
+    with pytest.raises(ValueError, match="matched has 2 entries"):
+        cost_from_shape(shape, [0] * depth, 3, matched=[True, False])

@@ -10,6 +10,7 @@ import pytest
 from paretoctl.models.schedule import (
     constant_r,
     decreasing_r,
+    mean_schedule,
     proportions_from_r,
     resolve_schedule,
     tokens_after_layers,
@@ -133,3 +134,39 @@ def test_schedule_builders_reject_bad_arguments() -> None:
         decreasing_r(2, depth=-1, num_patches=10)
     with pytest.raises(ValueError, match="num_patches"):
         resolve_schedule([0.5], num_patches=-3, depth=1)
+
+
+def test_mean_schedule_rounds_counts_then_differences() -> None:
+    # 50 entering (by definition), then 40.4 -> 40, 30.6 -> 31, 30.5 -> 31 (halves up), leaving 20.49 -> 20.
+    assert mean_schedule([50.0, 40.4, 30.6, 30.5, 20.49], num_patches=49, num_prefix=1) == [10, 9, 0, 11]
+    # Rounding can ask for more than a matching allows: u = 5 entering the last block allows 2, not 3.
+    assert mean_schedule([6.0, 5.6, 2.5], num_patches=5, num_prefix=1) == [0, 2]
+    with pytest.raises(ValueError, match="depth \\+ 1 >= 2"):
+        mean_schedule([50.0], 49, 1)
+    with pytest.raises(ValueError, match=r"mean_tokens\[1\] must be a finite number"):
+        mean_schedule([50.0, math.nan], 49, 1)
+
+
+def test_mean_schedule_is_consistent_with_the_front_schema() -> None:
+    """Random non-increasing mean counts: r is feasible and its views pass the artifact's consistency check."""
+    from types import SimpleNamespace
+
+    from paretoctl.service.schema.consistency import check_schedule, expected_tokens, tokens_crossing
+
+    rng = random.Random(5)
+    for _ in range(200):
+        depth, prefix = rng.randint(1, 12), rng.choice([0, 1, 2])
+        patches = rng.randint(2, 200)
+        counts = [float(patches + prefix)]
+        for _ in range(depth):
+            u = counts[-1] - prefix
+            counts.append(counts[-1] - rng.uniform(0, u / 2))
+        r = mean_schedule(counts, patches, prefix)
+        assert validate_r(r, patches, depth) == r
+        tokens = expected_tokens(r, patches, prefix)
+        assert all(abs(t - c) <= 1.5 for t, c in zip(tokens, counts, strict=False))  # within rounding (+ a clip)
+        split = rng.randint(0, depth)
+        cfg = SimpleNamespace(proportions=proportions_from_r(r, patches), r=r, tokens_per_layer=tokens,
+                              tokens_sent=tokens_crossing(tokens, r, split))
+        prov = SimpleNamespace(num_patches=patches, num_prefix_tokens=prefix, depth=depth, split_index=split)
+        check_schedule("cfg", cfg, prov)  # type: ignore[arg-type]

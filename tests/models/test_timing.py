@@ -81,3 +81,47 @@ def test_front_measurements_validate_as_the_artifact_section() -> None:
     assert got == (m.configs[1].edge.p90_ms, m.configs[1].server.p90_ms)
     assert m.lookup("m", (0,) * depth) is None  # the same id with another schedule is not this measurement
     assert machine_info(4)["server_batch"] == 4
+
+
+def test_threshold_configurations_are_timed_on_every_real_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threshold configuration's edge runs cycle through the given images (its p90 spans them),
+    its server gets padded batches of their own edge tokens; a fixed schedule keeps one image."""
+    import paretoctl.models.timing as timing
+    from paretoctl.models.patch import get_thresholds
+
+    model = create_model(ModelSpec("test_vit"))
+    depth = len(model.blocks)
+    kept = [0.5] * depth
+    apply_merging(model, thresholds=kept, trace_source=True)
+    images = torch.randn(6, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(1))
+    seen: list[tuple[bool, float]] = []
+    real_edge = timing.edge_forward
+
+    def spy(m: object, x: torch.Tensor, split: int, record: object = None) -> object:
+        if x.shape[0] == 1:  # edge runs are at batch 1; the server inputs are prepared at the server batch
+            seen.append((get_thresholds(m) is not None, round(float(x.sum()), 3)))  # type: ignore[arg-type]
+        return real_edge(m, x, split)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing, "edge_forward", spy)
+    s = TimingSettings(server_batch=2, warmup=0, min_runs=5, max_runs=9, rel_ci=1.0, max_seconds=30.0)
+    out = time_schedules(model, [[0] * depth, [0] * depth], split=2, settings=s,
+                         thresholds=[None, [0.2] * depth], images=images)
+    assert out[0].thresholds is None and out[1].thresholds == (0.2,) * depth
+    assert out[0].edge.runs == 5 and out[1].edge.runs == 6  # every image timed once before stopping
+    adaptive = [v for is_t, v in seen if is_t]
+    fixed = {v for is_t, v in seen if not is_t}
+    assert sorted(adaptive) == sorted(round(float(img.sum()), 3) for img in images)
+    assert len(fixed) == 1  # the single synthetic image
+    assert get_thresholds(model) == tuple(kept) and getattr(model, TRACE_SOURCE_ATTR) is True  # restored
+    with pytest.raises(ValueError, match="pass images"):
+        time_schedules(model, [[0] * depth], split=2, settings=s, thresholds=[[0.2] * depth])
+
+
+def test_torch_threads_sets_and_restores() -> None:
+    from paretoctl.models.timing import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        assert machine_info()["threads"] == 1  # what the measurements record is what was timed with
+    assert torch.get_num_threads() == before

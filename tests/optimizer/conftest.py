@@ -12,16 +12,18 @@ from paretoctl.optimizer.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
+SMOKE_THRESHOLDS = ROOT / "configs" / "smoke_thresholds.yaml"
 SMOKE_RNG: dict[str, torch.Tensor] = {}
 """The caller's torch RNG state just before and just after the session's smoke build."""
 
 
-def smoke_config_text(**search: object) -> str:
-    """The smoke config with the device profile path made absolute, so the file may live anywhere.
+def smoke_config_text(config: Path = SMOKE, **search: object) -> str:
+    """The smoke config (or ``config``) with the device profile path made absolute, so the file may
+    live anywhere.
 
     ``search`` keys replace lines of its ``search:`` section (``budget=4``).
     """
-    text = SMOKE.read_text().replace("device: devices/", f"device: {ROOT}/configs/devices/")
+    text = config.read_text().replace("device: devices/", f"device: {ROOT}/configs/devices/")
     for key, value in search.items():
         lines = [f"  {key}: {value}" if ln.strip().startswith(f"{key}:") else ln for ln in text.splitlines()]
         text = "\n".join(lines) + "\n"
@@ -39,3 +41,9 @@ def smoke_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_build(load_config(cfg_path), out)
     SMOKE_RNG["after"] = torch.get_rng_state()
     return out
+
+
+@pytest.fixture(scope="session")
+def threshold_build(threshold_build_dir: Path) -> Path:
+    """configs/smoke_thresholds.yaml built end to end (the session's one threshold build, tests/conftest.py)."""
+    return threshold_build_dir

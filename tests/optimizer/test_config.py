@@ -13,10 +13,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _base() -> dict:
-    return yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    raw = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    raw.setdefault("timing", {})
+    return raw
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "deit_small_imagenet.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "smoke.yaml", "deit_small_imagenet.yaml", "smoke_thresholds.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     cfg = load_config(CONFIGS / name)
     assert cfg.search.budget >= 1
@@ -37,6 +39,13 @@ def test_shipped_configs_are_valid(name: str) -> None:
         (lambda c: c["channel"].update(kinds=[{"kind": "rayleigh", "block": "nope"}]), "channel.kinds.0: "),
         (lambda c: c["model"].update(kwargs=5), "model.kwargs"),
         (lambda c: c["search"].update(initial=50), "search.initial"),
+        (lambda c: c["search"].update(space="tokens"), "search.space"),
+        (lambda c: c["search"].update(threshold_range=[0.9, 0.8]), "search.threshold_range: must be [lo, hi]"),
+        (lambda c: c["search"].update(threshold_range=[0.9, 0.9]), "search.threshold_range: must be [lo, hi]"),
+        (lambda c: c["search"].update(threshold_range=[-1.5, 1.0]), "search.threshold_range: must be [lo, hi]"),
+        (lambda c: c["search"].update(threshold_range=[0.5, 1.01]), "search.threshold_range: must be [lo, hi]"),
+        (lambda c: c["search"].update(threshold_range=[0.5]), "search.threshold_range"),
+        (lambda c: c["timing"].update(threads=0), "timing.threads"),
     ],
 )
 def test_bad_config_names_the_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
@@ -95,3 +104,16 @@ def test_override_and_unreadable(tmp_path: Path) -> None:
     bad.write_text("- a list")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_search_space_defaults_leave_existing_configs_unchanged() -> None:
+    """Without the new keys a config searches proportions; timing runs single-threaded by default."""
+    cfg = parse_config(_base(), "test.yaml")
+    assert cfg.search.space == "proportions" and cfg.search.threshold_range == (0.8, 1.0)
+    assert cfg.timing.threads == 1
+    thresholds = load_config(CONFIGS / "smoke_thresholds.yaml")
+    assert thresholds.search.space == "thresholds" and thresholds.search.threshold_range == (0.8, 1.0)
+    assert thresholds.canonical()["search"]["threshold_range"] == [0.8, 1.0]  # what config.yaml records
+    raw = _base()
+    raw["search"].update(space="thresholds", threshold_range=[-1, 0.5])
+    assert parse_config(raw, "test.yaml").search.threshold_range == (-1.0, 0.5)  # the whole closed range is allowed

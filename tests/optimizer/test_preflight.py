@@ -41,6 +41,9 @@ def test_the_smoke_config_passes_and_reports_the_depth() -> None:
         (lambda c: c.update(data={"kind": "image_folder", "val_root": "/nonexistent/a", "test_root": "/tmp"}),
          "data.val_root: folder not found"),
         (lambda c: c["data"].update(split_seed=1), "data.split_seed:"),  # leaks training images
+        (lambda c: (c["search"].update(space="thresholds"),
+                    c["channel"]["kinds"].append({"kind": "awgn", "link": "digital", "bits": 6})),
+         "search.space: thresholds cannot be searched with a digital link (awgn-digital in channel.kinds)"),
     ],
 )
 def test_bad_config_is_refused_fast_naming_the_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
@@ -89,4 +92,22 @@ def test_preflight_reads_no_images(tmp_path: Path) -> None:
             pass
     raw = _raw()
     raw["data"]["root"] = str(tmp_path)
+    assert _check(raw).depth == 12
+
+
+def test_thresholds_with_a_digital_link_are_refused_before_anything_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal comes first: not even the device profile or the model's depth is looked at."""
+    import paretoctl.optimizer.preflight as pf
+
+    def boom(*_: object) -> None:
+        raise AssertionError("the model was built before the link check")
+
+    monkeypatch.setattr(pf, "model_depth", boom)
+    raw = _raw()
+    raw["search"]["space"] = "thresholds"
+    raw["channel"]["kinds"] = [{"kind": "rayleigh", "link": "digital", "bits": 4}]
+    with pytest.raises(ConfigError, match=r"search\.space: .*rayleigh-digital.*padded batches"):
+        _check(raw)
+    raw["search"]["space"] = "proportions"  # the same digital link is fine for fixed schedules
+    monkeypatch.undo()
     assert _check(raw).depth == 12

@@ -3,8 +3,10 @@
 Two kinds:
 
 * :func:`run_smoke_build` runs the real ``paretoctl build`` on ``configs/smoke.yaml`` (the bundled
-  model and data, a real BoTorch search) in a subprocess: what consumers of a build (plots, reports)
-  must be tested on, so that a change in what the build writes cannot slip past them. It takes tens
+  model and data, a real BoTorch search) in a subprocess, or on :data:`THRESHOLD_CONFIG` (the same
+  search over per-layer similarity thresholds, whose front mixes both merging kinds): what consumers
+  of a build (plots, reports) must be tested on, so that a change in what the build writes cannot
+  slip past them. It takes tens
   of seconds: use it through a session-scoped fixture (``tests/paretoctl/conftest.py``).
 * :func:`write_build_dir` writes a synthetic one following docs/internals.md ("Build directory"),
   for what a real build cannot easily produce (several channels, damaged files) and without torch.
@@ -26,6 +28,8 @@ from tests.fronts import make_front, write_front
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_CONFIG = ROOT / "configs" / "smoke.yaml"
+THRESHOLD_CONFIG = ROOT / "configs" / "smoke_thresholds.yaml"
+"""A smoke build whose search runs over per-layer similarity thresholds (input-adaptive merging)."""
 SMOKE_TIMEOUT_S = 600
 """A smoke build takes about half a minute on two shared cores; ten minutes means it is stuck."""
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests of the CLI's consumers of a build (plots)."""
+"""Fixtures of the tests of the CLI's consumers of a build (plots); the threshold build is in tests/conftest.py."""
 
 from __future__ import annotations
 

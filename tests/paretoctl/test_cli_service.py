@@ -48,6 +48,30 @@ def test_policy_local_table(front_file: Path) -> None:
     assert "accuracy (test)" in res.output and "warning" in res.output  # -9 dB is below the grid
 
 
+def test_policy_prints_the_merging_kind_and_the_thresholds(tmp_path: Path) -> None:
+    front = make_front(depth=6, n_configs=8, n_thresholds=4, seed=4)
+    path = write_front(tmp_path / "front.json", front)
+    adaptive = next(d for d in (select(front, 20.0, c.latency.total_ms) for c in front.configs)
+                    if d.merging == "thresholds")
+    fixed = next(d for d in (select(front, 20.0, c.latency.total_ms) for c in front.configs)
+                 if d.merging == "proportions")
+    for d in (adaptive, fixed):
+        args = ["policy", "--front", str(path), "--snr", "20", "--latency", repr(d.latency_budget_ms)]
+        table = runner.invoke(app, args, env={"COLUMNS": "200"})
+        as_json = runner.invoke(app, [*args, "--json"])
+        assert table.exit_code == as_json.exit_code == 0, table.output
+        assert json.loads(as_json.output)["merging"] == d.merging
+        assert json.loads(as_json.output)["thresholds"] == d.thresholds
+        assert d.config_id is not None and d.config_id in table.output
+        if d.thresholds is not None:
+            assert "thresholds (input-adaptive" in table.output
+            assert " ".join(f"{t:.4g}" for t in d.thresholds) in table.output
+            assert "mean schedule r" in table.output
+        else:
+            assert "proportions (a fixed schedule" in table.output and "thresholds" not in table.output
+            assert "schedule r " + " ".join(map(str, d.r or [])) in " ".join(table.output.replace("│", " ").split())
+
+
 def test_policy_infeasible_exit_status(front_file: Path) -> None:
     res = runner.invoke(app, ["policy", "--front", str(front_file), "--snr", "4", "--latency", "0.001"])
     assert res.exit_code == EXIT_INFEASIBLE == ExitCode.NEGATIVE

@@ -375,3 +375,88 @@ def test_apply_policy_refuses_a_decision_for_another_model() -> None:
         built_for.head.bias.add_(1.0)
     with pytest.raises(ForeignModelError, match="weights"):
         apply_policy(built_for, decision)
+
+
+# ------------------------------------------------------------------------- threshold configurations
+
+
+def _threshold_front_for(model: Any, name: str) -> FrontArtifact:
+    """:func:`_front_for` with three threshold configurations beside the fixed ones."""
+    from paretoctl.models.identity import model_identity
+
+    front = make_front(depth=6, num_patches=100, n_configs=6, n_thresholds=3, seed=1)
+    identity = ModelIdentity.model_validate(model_identity(model, name))
+    return front.model_copy(update={"provenance": front.provenance.model_copy(update={"model_identity": identity})})
+
+
+def _decision_for(front: FrontArtifact, merging: str) -> Any:
+    """A feasible decision of ``front`` choosing a configuration of this merging kind."""
+    for snr in front.provenance.snr_grid_db:
+        for total in sorted(c.latency.total_ms for c in front.configs):
+            d = select(front, snr, total)
+            if d.feasible and d.merging == merging:
+                return d
+    raise AssertionError(f"the front never chooses a {merging} configuration")
+
+
+def test_apply_policy_sets_thresholds_and_switches_back_to_a_schedule() -> None:
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from paretoctl.models.patch import get_schedule, get_thresholds, is_patched
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vit").eval()
+    front = _threshold_front_for(model, "test_vit")
+    x = torch.randn(2, 3, 160, 160)
+    with torch.inference_mode():
+        reference = model(x)
+    adaptive = _decision_for(front, "thresholds")
+    assert adaptive.thresholds == front.config(adaptive.config_id).thresholds
+    assert apply_policy(model, adaptive) is model  # unpatched: apply_merging(thresholds=...)
+    assert is_patched(model) and get_thresholds(model) == tuple(adaptive.thresholds)
+    fixed = _decision_for(front, "proportions")
+    apply_policy(model, fixed)  # patched: back to a fixed schedule
+    assert get_thresholds(model) is None and list(get_schedule(model)) == fixed.r
+    apply_policy(model, adaptive)  # patched: set_thresholds
+    assert get_thresholds(model) == tuple(adaptive.thresholds) and get_schedule(model) == (0,) * 6
+    # A threshold of 2 (>= 1) merges nothing: the unmerged model's outputs, whatever r says.
+    apply_policy(model, adaptive.model_copy(update={"thresholds": [2.0] * 6}))
+    with torch.inference_mode():
+        assert torch.allclose(model(x), reference, atol=1e-5)
+    # Thresholds below -1 merge ToMe's maximum in every block: fewer tokens, other outputs.
+    apply_policy(model, adaptive.model_copy(update={"thresholds": [-2.0] * 6}))
+    with torch.inference_mode():
+        assert not torch.allclose(model(x), reference, atol=1e-3)
+    with pytest.raises(ValueError, match="one value per block"):
+        apply_policy(model, adaptive.model_copy(update={"thresholds": [0.9] * 5}))
+
+
+def test_apply_policy_refuses_a_threshold_decision_for_another_model() -> None:
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from paretoctl.models.patch import is_patched
+
+    torch.manual_seed(0)
+    decision = _decision_for(_threshold_front_for(timm.create_model("test_vit").eval(), "test_vit"), "thresholds")
+    torch.manual_seed(1)
+    retrained = timm.create_model("test_vit").eval()
+    with pytest.raises(ForeignModelError, match="weights"):
+        apply_policy(retrained, decision)
+    assert not is_patched(retrained)
+
+
+def test_threshold_decisions_online_and_offline_carry_the_thresholds(tmp_path: Path) -> None:
+    front = make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=12, n_thresholds=5, seed=3)
+    front_file = write_front(tmp_path / "srv" / "front.json", front)
+    snr, budget = next((s, t) for s in front.provenance.snr_grid_db
+                       for t in sorted(c.latency.total_ms for c in front.configs)
+                       if select(front, s, t).merging == "thresholds")
+    with serve(front_file) as srv:
+        client = PolicyClient(srv.url, cache_dir=tmp_path / "cache", retry=FAST_RETRY)
+        online = client.get_policy(snr, budget)
+    offline = client.get_policy(snr, budget)
+    client.close()
+    assert online.source == "server" and offline.source == "cache"
+    assert online.merging == offline.merging == "thresholds"
+    assert online.thresholds == offline.thresholds == front.config(online.config_id or "").thresholds
+    assert offline.model_dump(exclude={"source", "warnings"}) == online.model_dump(exclude={"source", "warnings"})

@@ -495,3 +495,140 @@ def test_plot_is_registered_on_the_real_cli() -> None:
 
     names = {cmd.name or (cmd.callback.__name__ if cmd.callback else "") for cmd in app.registered_commands}
     assert "plot" in names
+
+
+# ------------------------------------------------------------------------------------------------
+# Threshold (input-adaptive) configurations
+
+
+def marker_vertices(marker: str) -> Any:
+    from matplotlib.markers import MarkerStyle
+
+    style = MarkerStyle(marker)
+    return style.get_path().transformed(style.get_transform()).vertices
+
+
+def scatters_with(ax: Axes, marker: str) -> list[Any]:
+    """The scatter collections of ``ax`` drawn with ``marker``."""
+    want = marker_vertices(marker)
+    return [c for c in ax.collections if hasattr(c, "get_paths") and c.get_paths()
+            and c.get_paths()[0].vertices.shape == want.shape and np.allclose(c.get_paths()[0].vertices, want)]
+
+
+def mixed_front() -> FrontArtifact:
+    """Fixed schedules, threshold configurations and one constant-threshold mark (source uniform)."""
+    base = small_front(n_configs=10, n_thresholds=4, channels=("awgn",))
+    doc = base.model_dump(mode="json")
+    mark = hand_config("thr-mark", {"awgn": [0.3, 0.4, 0.5, 0.6, 0.7]}, depth=6, num_patches=16, split_index=2,
+                       proportions=[0.5] * 6, edge_gflops=0.01, server_gflops=0.02, channel_uses=300,
+                       source="uniform", thresholds=[0.9] * 6)
+    return assemble_front([*doc["configs"], mark], depth=6, num_patches=16, split_index=2,
+                          reference_config_id="unmerged")
+
+
+def test_front_figure_draws_threshold_configs_as_diamonds_and_constant_thresholds_as_plus() -> None:
+    front = mixed_front()
+    by_id = plots.config_map(front)
+    ax = plots.front_figure(front, "val").get_axes()[0]
+    diamonds = scatters_with(ax, "D")
+    grid = front.provenance.snr_grid_db
+    want_sets = []
+    for snr in grid:
+        ids = [i for i in plots.front_ids(front, "awgn", snr) if by_id[i].merging == "thresholds"]
+        if ids:
+            want_sets.append(sorted((by_id[i].gflops.total, plots.accuracy_at(by_id[i], "awgn", "val", snr))
+                                    for i in ids))
+    assert want_sets, "the synthetic front puts no threshold configuration on the front"
+    got_sets = [sorted(map(tuple, np.asarray(c.get_offsets()).tolist())) for c in diamonds]
+    assert sorted(got_sets) == sorted(want_sets)
+    # No circle stands for a threshold configuration, and the constant-threshold mark is a "P" at every SNR.
+    thr_points = {(by_id[i].gflops.total) for i in by_id if by_id[i].merging == "thresholds"}
+    for c in scatters_with(ax, "o"):
+        assert not {x for x, _ in np.asarray(c.get_offsets()).tolist()} & thr_points
+    plus = scatters_with(ax, "P")
+    assert len(plus) == len(grid)
+    assert all(np.asarray(c.get_offsets()).tolist()[0][0] == pytest.approx(0.03) for c in plus)
+    labels = [t.get_text() for lg in plots.front_figure(front).legends for t in lg.get_texts()]
+    assert "Pareto-optimal, input-adaptive\n(thresholds; mean costs)" in labels
+    assert "constant threshold (all blocks)" in labels
+    fixed_only = [t.get_text() for lg in plots.front_figure(small_front()).legends for t in lg.get_texts()]
+    assert not any("threshold" in t for t in fixed_only)
+
+
+def test_tokens_left_of_a_threshold_config_is_its_mean_per_block() -> None:
+    front = mixed_front()
+    cfg = next(c for c in front.configs if c.merging == "thresholds")
+    assert cfg.cost_distribution is not None
+    blocks, tokens = plots.tokens_left(cfg)
+    assert blocks == list(range(6)) and tokens == cfg.cost_distribution.tokens_per_layer_mean
+    # hand_config's means are the rounded counts less 0.25 after block 0: not the integer counts
+    assert tokens[1:] == [t - 0.25 for t in cfg.tokens_per_layer[1:]]
+
+
+def test_schedule_figure_shows_threshold_means_and_a_threshold_panel() -> None:
+    front = mixed_front()
+    by_id = plots.config_map(front)
+    fig = plots.schedule_figure(front)
+    tokens_ax, thr_ax = fig.get_axes()
+    shown = plots.select_schedules(front).shown
+    adaptive = [i for i in shown if by_id[i].merging == "thresholds"]
+    assert adaptive, "no threshold configuration among the lines shown"
+    lines = {str(ln.get_label()).split(":")[0]: ln for ln in tokens_ax.get_lines()
+             if not str(ln.get_label()).startswith("_")}
+    for cid in shown:
+        xs, ys = line_xy(lines[cid])
+        cfg = by_id[cid]
+        if cid in adaptive:
+            assert cfg.cost_distribution is not None and cfg.thresholds is not None
+            assert ys == cfg.cost_distribution.tokens_per_layer_mean and lines[cid].get_linestyle() == "-."
+            assert "thresholds; mean" in str(lines[cid].get_label())
+        else:
+            assert ys == [float(t) for t in plots.tokens_left(cfg)[1]] and lines[cid].get_linestyle() == "-"
+    steps = {str(ln.get_label()): ln for ln in thr_ax.get_lines() if not str(ln.get_label()).startswith("_")}
+    assert set(steps) == set(adaptive)
+    for cid in adaptive:
+        xs, ys = line_xy(steps[cid])
+        want = [min(t, 1.02) for t in by_id[cid].thresholds or []]
+        assert xs == list(range(7)) and ys == [*want, want[-1]]
+        assert steps[cid].get_color() == lines[cid].get_color()
+    assert len(plots.schedule_figure(small_front()).get_axes()) == 1  # fixed schedules only: one panel
+
+
+@pytest.mark.parametrize("fmt", ["png", "svg"])
+def test_threshold_figures_are_byte_for_byte_reproducible(fmt: str) -> None:
+    front = mixed_front()
+    for draw in (plots.schedule_figure, plots.front_figure, plots.accuracy_snr_figure):
+        assert plots.render(draw(front), (fmt,)) == plots.render(draw(front), (fmt,))
+
+
+def test_plots_of_the_real_threshold_build(threshold_build_dir: Path, tmp_path: Path) -> None:
+    """Every figure of a real threshold build; its schedule lines are the build's own per-block means."""
+    written = plots.plot_path(threshold_build_dir, tmp_path / "figs")
+    assert {p.stem for p in written} == FRONT_STEMS | {"convergence"}
+    for path in written:
+        assert_png(path) if path.suffix == ".png" else assert_svg(path)
+    front = load_front(threshold_build_dir / "front.json")
+    by_id = plots.config_map(front)
+    assert {c.merging for c in front.configs} == {"proportions", "thresholds"}
+    prov = front.provenance
+    fig = plots.schedule_figure(front)
+    tokens_ax = fig.get_axes()[0]
+    labelled = {str(ln.get_label()).split(":")[0]: ln for ln in tokens_ax.get_lines()
+                if not str(ln.get_label()).startswith("_")}
+    shown = plots.select_schedules(front).shown
+    assert any(by_id[i].merging == "thresholds" for i in shown)
+    for cid in shown:
+        cfg = by_id[cid]
+        ys = line_xy(labelled[cid])[1]
+        if cfg.cost_distribution is not None:
+            assert ys == cfg.cost_distribution.tokens_per_layer_mean and len(ys) == prov.depth
+            assert ys[0] == prov.num_patches + prov.num_prefix_tokens
+            assert all(b <= a + 1e-9 for a, b in itertools.pairwise(ys)), f"{cid}: mean tokens rise"
+            # the mean tokens entering the split block are the mean tokens sent
+            assert ys[prov.split_index] == pytest.approx(cfg.cost_distribution.tokens_sent.mean)
+        else:
+            assert ys == [prov.num_patches + prov.num_prefix_tokens,
+                          *tokens_after_layers(cfg.r, prov.num_patches, prov.num_prefix_tokens)]
+    assert len(fig.get_axes()) == 2
+    assert plots.render(plots.schedule_figure(front)) == plots.render(plots.schedule_figure(front))
+    assert plots.render(plots.front_figure(front)) == plots.render(plots.front_figure(front))

@@ -171,6 +171,24 @@ def test_malformed_answer_is_a_clear_sdk_error(tmp_path: Path, status: int, body
         srv.server_close()
 
 
+def test_a_threshold_decision_without_its_thresholds_is_malformed(tmp_path: Path) -> None:
+    """A device must never apply a threshold configuration's rounded-mean r as if it were the schedule."""
+    front = make_front(depth=6, n_configs=6, n_thresholds=5, seed=5)
+    good = next(d for d in (select(front, 20.0, c.latency.total_ms) for c in front.configs)
+                if d.merging == "thresholds")
+    assert good.thresholds is not None
+    body = json.dumps({**good.model_dump(mode="json"), "thresholds": None}).encode()
+    srv = garbage_server(200, body)
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        with PolicyClient(url, cache_dir=tmp_path / "c") as client, \
+                pytest.raises(MalformedResponseError, match="thresholds must be given exactly when merging"):
+            client.get_policy(5.0, 10.0)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 # ---------------------------------------------------------------------------- unwritable cache
 
 

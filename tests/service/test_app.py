@@ -210,6 +210,32 @@ def test_openapi_documents_the_error_responses(http: httpx.Client) -> None:
     assert params == {"snr", "latency", "min_accuracy", "device", "channel"}
 
 
+def test_openapi_documents_the_merging_kind_and_thresholds(http: httpx.Client) -> None:
+    props = http.get("/openapi.json").json()["components"]["schemas"]["Decision"]["properties"]
+    merging = props["merging"]
+    assert {"enum": ["proportions", "thresholds"], "type": "string"} in merging["anyOf"]
+    assert "apply thresholds" in merging["description"] and "null when infeasible" in merging["description"]
+    thresholds = props["thresholds"]
+    assert {"type": "array", "items": {"type": "number"}} in thresholds["anyOf"]
+    assert "merging is 'thresholds'" in thresholds["description"]
+
+
+def test_policy_serves_threshold_configs_with_their_thresholds_and_p95_latency(tmp_path: Path) -> None:
+    front = make_front(depth=6, channels=("awgn",), n_configs=10, n_thresholds=5, seed=8)
+    path = write_front(tmp_path / "front.json", front)
+    seen = set()
+    with live_app(path) as srv, httpx.Client(base_url=srv.url, timeout=5) as c:
+        for cfg in front.configs:
+            body = c.get("/policy", params={"snr": 20, "latency": cfg.latency.total_ms}).json()
+            chosen = front.config(body["config_id"])
+            assert body["merging"] == chosen.merging and body["thresholds"] == chosen.thresholds
+            assert body["latency"]["total_ms"] == pytest.approx(chosen.latency.total_ms)  # the p95-based figure
+            seen.add(body["merging"])
+        infeasible = c.get("/policy", params={"snr": 20, "latency": 0.01}).json()["decision"]
+    assert seen == {"proportions", "thresholds"}
+    assert infeasible["merging"] is None and infeasible["thresholds"] is None
+
+
 def test_dashboard_router_is_included(http: httpx.Client) -> None:
     r = http.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +27,7 @@ import uvicorn
 
 from paretoctl.service.app import create_app
 from paretoctl.service.policy import select
-from paretoctl.service.schema import FrontArtifact, dump_front
+from paretoctl.service.schema import FrontArtifact, dump_front, load_front
 from paretoctl.service.settings import Settings
 from tests.fronts import make_front, write_front
 
@@ -185,6 +186,16 @@ def check_matches_api(page: Any, base: str, params: dict[str, str]) -> dict[str,
     if resp.status_code == 200:
         assert state == "feasible", f"API chose {body['config_id']} for {params}, page says {state}"
         assert shown(page, "#d-config") == body["config_id"]
+        assert page.get_attribute("#d-merging", "data-value") == body["merging"]
+        assert page.is_visible("#d-thresholds-row") == (body["merging"] == "thresholds")
+        if body["merging"] == "thresholds":
+            value = page.get_attribute("#d-thresholds", "data-value")
+            assert [float(t) for t in value.split(",")] == body["thresholds"]
+            assert shown(page, "#d-schedule-label").startswith("Mean schedule")
+            assert "GFLOPs per image, mean" in shown(page, "#d-gflops")
+        else:
+            assert body["thresholds"] is None and shown(page, "#d-schedule-label") == "Schedule (r per layer)"
+        assert page.get_attribute("#configs tr.chosen", "data-id") == body["config_id"]
         acc = body["predicted_accuracy"]
         assert float(page.get_attribute("#d-accuracy", "data-value")) == acc["mean"]
         assert shown(page, "#d-accuracy").startswith(f"{100 * acc['mean']:.2f} %")
@@ -205,6 +216,7 @@ def check_matches_api(page: Any, base: str, params: dict[str, str]) -> dict[str,
         assert f"{fastest:.2f} ms" in shown(page, "#d-fastest")
         assert page.is_hidden("#d-table")
         assert page.query_selector("#chosen-marker") is None
+        assert page.query_selector("#configs tr.chosen") is None
     return dict(body)
 
 
@@ -379,3 +391,108 @@ def test_page_polls_for_reloads_and_shows_the_service_down(serve: Any, open_dash
     page.wait_for_selector("#decision[data-state=error]")
     assert "does not answer" in shown(page, "#d-message")
     assert page.get_attribute("#status", "data-state") == "down"
+
+
+# ------------------------------------------------------------------------ threshold configurations
+
+
+def configs_table(page: Any) -> dict[str, list[str]]:
+    """The configurations table: id -> its cells as shown."""
+    rows = page.eval_on_selector_all("#configs tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    return {row[0]: row for row in rows}
+
+
+def fmt_sig(x: float, n: int = 4) -> str:
+    """The page's ``sig``: ``Number(x.toPrecision(n))`` printed as JavaScript prints it.
+
+    ``toPrecision`` rounds the exact binary value, a tie to the larger neighbour (Python's format
+    rounds ties to even: 496.25 gives 496.2 there, 496.3 in the page).
+    """
+    if x == 0:
+        return "0"
+    exact = Decimal(x)
+    step = Decimal(1).scaleb(exact.adjusted() - n + 1)
+    v = float(exact.quantize(step, rounding=ROUND_HALF_UP if x > 0 else ROUND_HALF_DOWN))
+    return str(int(v)) if v == int(v) and abs(v) < 1e21 else repr(v)
+
+
+def check_threshold_front(page: Any, front: FrontArtifact) -> None:
+    """Points, table and provenance say how each configuration merges, with its thresholds and costs."""
+    thr = [c for c in front.configs if c.merging == "thresholds"]
+    assert thr and len(thr) < len(front.configs), "the front must hold both merging kinds"
+    assert page.locator("#front-svg .pt").count() == len(front.configs)
+    assert page.locator("#front-svg path.pt.thresholds").count() == len(thr)
+    assert page.locator("#front-svg circle.pt").count() == len(front.configs) - len(thr)
+    assert sorted(page.eval_on_selector_all("#front-svg path.pt", "els => els.map(e => e.dataset.id)")) == \
+        sorted(c.id for c in thr)
+    assert page.is_visible("#legend-thresholds")
+    table = configs_table(page)
+    assert set(table) == {c.id for c in front.configs}
+    for c in front.configs:
+        row = table[c.id]
+        assert row[2] == c.merging
+        if c.cost_distribution is not None and c.thresholds is not None:
+            d = c.cost_distribution
+            assert row[3] == f"{fmt_sig(d.gflops_total.mean)} / {fmt_sig(d.gflops_total.p95)}"
+            assert row[5] == f"{fmt_sig(d.channel_uses.mean)} / {fmt_sig(d.channel_uses.p95)}"
+            assert row[7] == "[" + ", ".join(fmt_sig(t) for t in c.thresholds) + "]"
+        else:
+            assert row[4] == str(c.tokens_sent) and row[7] == "–"
+    assert provenance(page)["Configurations"].endswith(f"; {len(thr)} input-adaptive with thresholds)")
+
+
+def explore_both_kinds(page: Any, served: Served) -> set[str]:
+    """Drive the sliders to where the policy picks each merging kind (and to an infeasible budget),
+    checking the panel against the API each time; return the kinds the API chose there.
+
+    The positions are found with the library's ``select`` over the latency slider's own steps, so
+    the browser does not snap them elsewhere.
+    """
+    front = served.front
+    assert front is not None
+    step = float(page.get_attribute("#latency", "step"))
+    top = float(page.get_attribute("#latency", "max"))
+    budgets = [k * step for k in range(1, round(top / step) + 1)]
+    wanted: dict[str, tuple[float, float]] = {}
+    for snr in front.provenance.snr_grid_db:
+        for budget in budgets:
+            d = select(front, snr, budget)
+            wanted.setdefault(d.merging or "infeasible", (snr, budget))
+    assert {"proportions", "thresholds"} <= set(wanted), f"the policy never picks both kinds: {wanted}"
+    kinds = set()
+    for kind, (snr, budget) in sorted(wanted.items()):
+        set_slider(page, "#snr", snr)
+        set_slider(page, "#latency", budget)
+        body = check_matches_api(page, served.url, wait_for_decision(page))
+        got = body.get("merging") or ("infeasible" if "decision" in body else None)
+        assert got == kind, (kind, snr, budget, body)
+        kinds.add(got)
+    return kinds
+
+
+def test_dashboard_on_a_synthetic_front_with_both_merging_kinds(serve: Any, open_dashboard: Any) -> None:
+    front = make_front(depth=6, channels=("awgn",), n_configs=10, n_thresholds=4, num_patches=16, dim=64,
+                       split_index=2, seed=3)
+    served = serve(front)
+    tab = open_dashboard(served.url)
+    page = tab.page
+    wait_for_decision(page)
+    check_threshold_front(page, front)
+    kinds = explore_both_kinds(page, served)
+    assert {"proportions", "thresholds", "infeasible"} <= kinds, kinds
+    assert not tab.errors, tab.errors
+
+
+def test_dashboard_on_the_real_threshold_build(serve: Any, open_dashboard: Any, threshold_build_dir: Path,
+                                               tmp_path: Path) -> None:
+    """The front ``paretoctl build`` writes for a threshold search, explored as a user would."""
+    front = load_front(threshold_build_dir / "front.json")
+    served = serve(front)
+    tab = open_dashboard(served.url)
+    page = tab.page
+    wait_for_decision(page)
+    check_threshold_front(page, front)
+    kinds = explore_both_kinds(page, served)
+    assert {"proportions", "thresholds"} <= kinds, kinds
+    page.screenshot(path=str(tmp_path / "dashboard-thresholds.png"), full_page=True)
+    assert not tab.errors, tab.errors

@@ -12,6 +12,7 @@ import pytest
 
 from paretoctl.service.app import create_app, get_state
 from paretoctl.service.fastpath import PolicyQuery, parse_policy_query
+from paretoctl.service.schema import load_front
 from tests.fronts import make_front, write_front
 from tests.service.test_live_server import LiveServer, live_app, make_settings
 
@@ -42,7 +43,7 @@ def test_parse_defers_anything_unusual_to_fastapi(qs: bytes) -> None:
 @pytest.fixture(scope="module")
 def front_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_front(tmp_path_factory.mktemp("fp") / "front.json",
-                       make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=25, seed=21))
+                       make_front(depth=6, channels=("awgn", "rayleigh"), n_configs=25, n_thresholds=10, seed=21))
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +68,21 @@ def _queries() -> list[str]:
     return [*out, "snr=1e1&latency=5e1", "snr=5&latency=10&snr=6", "snr=nan&latency=1", "latency=3", ""]
 
 
-def test_fast_and_fastapi_paths_answer_identically(servers: tuple[LiveServer, LiveServer]) -> None:
+def test_fast_and_fastapi_paths_answer_identically(servers: tuple[LiveServer, LiveServer], front_file: Path) -> None:
     fast, slow = servers
-    statuses = set()
+    statuses, kinds = set(), set()
+    # every configuration's own latency as the budget: the policy picks fixed and threshold ones
+    budgets = [urlencode({"snr": 20, "latency": c.latency.total_ms}) for c in load_front(front_file).configs]
     with httpx.Client(base_url=fast.url) as f, httpx.Client(base_url=slow.url) as s:
-        for qs in _queries():
+        for qs in [*_queries(), *budgets]:
             a, b = f.get("/policy?" + qs), s.get("/policy?" + qs)
             assert (a.status_code, a.content) == (b.status_code, b.content), qs
             assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
             statuses.add(a.status_code)
+            if a.status_code == 200:
+                kinds.add(a.json()["merging"])
     assert statuses == {200, 404, 409, 422}  # the comparison covered every kind of answer
+    assert kinds == {"proportions", "thresholds"}  # and decisions of both merging kinds
 
 
 def test_fast_path_is_taken_and_fastapi_handles_the_rest(front_file: Path) -> None:
