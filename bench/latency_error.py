@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-from paretoctl.models.timing import TimingSettings, time_schedules
+from paretoctl.models.timing import TimingSettings, time_schedules, timing_images
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config, parse_config
-from paretoctl.optimizer.executor import load_model
-from paretoctl.service.latency import config_latency, latency_parts
+from paretoctl.optimizer.executor import load_model, open_split
+from paretoctl.service.latency import config_latency_of, latency_parts
 from paretoctl.service.schema import FrontArtifact, load_front
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,16 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(front.provenance.config)
     model = load_model(cfg)
     stat = m.statistic
+    limits = [None if c.thresholds is None else list(c.thresholds) for c in front.configs]
+    # Threshold configurations are timed on the build's own validation images, as the build timed them.
+    images = timing_images(open_split(cfg, "val", model), cfg.search.seed) if any(limits) else None
     fresh = time_schedules(model, [c.r for c in front.configs], front.provenance.split_index,
-                           TimingSettings(server_batch=m.machine.server_batch, max_seconds=args.max_seconds), seed=1)
+                           TimingSettings(server_batch=m.machine.server_batch, max_seconds=args.max_seconds), seed=1,
+                           thresholds=limits, images=images)
     rows = []
     print(f"served: {stat} from {m.machine.cpu}, torch {m.machine.torch}, {m.machine.threads} threads, "
           f"measured {m.measured_at:%Y-%m-%d %H:%M}; fresh: same statistic, this run")
     print(f"{'config':<16}{'GFLOPs':>8}{'served ms':>11}{'fresh ms':>10}{'spread':>8}{'error':>8}"
           f"{'modelled':>10}{'error':>8}{'runs':>6}")
     for cfg_entry, t in zip(front.configs, fresh, strict=True):
-        lat = config_latency(cfg_entry.id, cfg_entry.r, cfg_entry.gflops.edge, cfg_entry.gflops.server,
-                             cfg_entry.channel_uses, prof)
+        lat = config_latency_of(cfg_entry, prof)  # a threshold config's modelled figures use its p95 costs
         served = lat.edge_ms + lat.server_ms
         measured = (t.edge.p90_ms + t.server.p90_ms) if stat == "p90" else (t.edge.p50_ms + t.server.p50_ms)
         spread = (t.edge.p90_ms - t.edge.p50_ms) + (t.server.p90_ms - t.server.p50_ms)

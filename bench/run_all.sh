@@ -16,6 +16,8 @@ $PY bench/service_load.py | tee runs/bench/service_load.md
 $PY bench/executors.py | tee runs/bench/executors.md
 $PY bench/tome_baseline.py | tee runs/bench/tome_baseline.md
 $PY bench/digital_link.py --images 500 | tee runs/bench/digital_link.md
+$PY bench/threshold_batching.py | tee runs/bench/threshold_batching.md
+$PY bench/papers_setup.py --out runs/papers --build | tee runs/bench/papers_setup.md
 if [ -f "$front" ]; then
   $PY bench/latency_error.py --front "$front" | tee runs/bench/latency_error.md
   $PY bench/headline.py "$front" --work runs/headline | tee runs/bench/headline.md

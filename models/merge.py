@@ -55,6 +55,7 @@ __all__ = [
     "bipartite_soft_matching",
     "init_source",
     "match_and_merge",
+    "merge_rows",
     "merge_source",
     "merge_tokens",
     "merge_weighted",
@@ -235,13 +236,31 @@ def match_and_merge(x: torch.Tensor, size: torch.Tensor, metric: torch.Tensor, r
         src_rows = ranked_rows[:, :r].reshape(-1)
         keep_rows = torch.cat([prefix_rows, ranked_rows[:, r:].sort(dim=-1).values, b_rows], dim=1).view(-1)
         dst_rows = (best_dst.gather(1, order[:, :r]) + b_out).view(-1)
-    flat_x, flat_size = x.reshape(-1, channels), size.reshape(-1, 1)
+    out_x, out_size = merge_rows(x, size, keep_rows, src_rows, dst_rows)
+    return out_x.view(batch, -1, channels), out_size.view(batch, -1, 1)
+
+
+def merge_rows(x: torch.Tensor, size: torch.Tensor, keep_rows: torch.Tensor, src_rows: torch.Tensor,
+               dst_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The size-weighted merge on row numbers, shared by the fixed and the threshold paths.
+
+    Args:
+        x: ``[B, N, C]`` tokens; size: ``[B, N, 1]`` sizes (viewed as ``[B * N, *]`` rows).
+        keep_rows: ``[K]`` input rows of the output tokens, in output order.
+        src_rows: ``[S]`` input rows merged away, in the order their updates are applied.
+        dst_rows: ``[S]`` output rows of their destinations.
+
+    Returns:
+        ``x [K, C]`` and ``size [K, 1]``: each destination the size-weighted mean of itself and its
+        sources (see :func:`merge_weighted`), sizes added.
+    """
+    flat_x, flat_size = x.reshape(-1, x.shape[-1]), size.reshape(-1, 1)
     out_x, out_size = flat_x.index_select(0, keep_rows), flat_size.index_select(0, keep_rows)
     src_x, src_size = flat_x.index_select(0, src_rows), flat_size.index_select(0, src_rows)
     out_size.index_add_(0, dst_rows, src_size)  # destinations' new sizes S_d
     weight = src_size / out_size.index_select(0, dst_rows)  # size_s / S_d
     out_x.index_add_(0, dst_rows, weight * (src_x - out_x.index_select(0, dst_rows)))
-    return out_x.view(batch, -1, channels), out_size.view(batch, -1, 1)
+    return out_x, out_size
 
 
 def _rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

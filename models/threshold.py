@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from paretoctl.models.merge import split_sets
+from paretoctl.models.merge import merge_rows, split_sets
 
 __all__ = ["MERGES_NOTHING", "real_token_counts", "threshold_merge"]
 
@@ -124,12 +124,7 @@ def threshold_merge(
         dst_pos = b_pos[best_dst.gather(1, order)]  # [B, Na] input position of each ranked token's partner
         dst_rows = (out_pos.gather(1, dst_pos) + out0)[chosen]
         real_out = torch.arange(num_out, device=device) < (valid.sum(dim=1) - merged)[:, None]  # [B, N']
-    flat_x, flat_size = x.reshape(-1, channels), size.reshape(-1, 1)
-    out_x, out_size = flat_x.index_select(0, keep_rows), flat_size.index_select(0, keep_rows)
-    src_x, src_size = flat_x.index_select(0, src_rows), flat_size.index_select(0, src_rows)
-    out_size.index_add_(0, dst_rows, src_size)  # destinations' new sizes S_d
-    weight = src_size / out_size.index_select(0, dst_rows)  # size_s / S_d
-    out_x.index_add_(0, dst_rows, weight * (src_x - out_x.index_select(0, dst_rows)))
+    out_x, out_size = merge_rows(x, size, keep_rows, src_rows, dst_rows)
     mask = real_out.reshape(-1, 1)
     out_x = out_x.mul_(mask).view(batch, num_out, channels)
     out_size = out_size.mul_(mask).view(batch, num_out, 1)

@@ -349,8 +349,9 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
     timings = time_schedules(model, [list(r) for _, r in configs], split, s, thresholds=limits, images=images)
     return {"statistic": statistic, "machine": machine_info(s.server_batch),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "front_checksum": front_checksum,
-            "configs": [{"config_id": cid, "r": list(t.r), "edge": t.edge.to_json(), "server": t.server.to_json()}
-                        for (cid, _), t in zip(configs, timings, strict=True)]}
+            "configs": [{"config_id": cid, "r": list(t.r), "edge": t.edge.to_json(), "server": t.server.to_json(),
+                         "thresholds": None if th is None else list(th)}
+                        for (cid, _), t, th in zip(configs, timings, limits, strict=True)]}
 
 
 TIMING_IMAGES = 16

@@ -401,7 +401,7 @@ def _config_entry(rec: Mapping[str, Any], test_rec: Mapping[str, Any], space: Se
     from paretoctl.service.latency import config_latency
     from paretoctl.service.link import link_from_channel, payload_bits
 
-    lat = config_latency(rec["id"], rec["r"], *latency_costs(rec), profile)
+    lat = config_latency(rec["id"], rec["r"], *latency_costs(rec), profile, rec.get("thresholds"))
     adaptive = rec.get("merging", "proportions") == "thresholds"
     props = ([round(p, 6) for p in proportions_from_r(rec["r"], space.shape.num_patches)] if adaptive
              else [round(p * space.max_proportion, 6) for p in space.from_r(rec["r"])])
@@ -473,8 +473,8 @@ def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> An
     measurements = Measurements.model_validate({
         "statistic": t.statistic, "machine": machine,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "configs": [{"config_id": rec["id"], "r": list(tm.r), "edge": tm.edge.to_json(), "server": tm.server.to_json()}
-                    for rec, tm in zip(recs, timings, strict=True)]})
+        "configs": [{"config_id": rec["id"], "r": list(tm.r), "edge": tm.edge.to_json(), "server": tm.server.to_json(),
+                     "thresholds": th} for rec, tm, th in zip(recs, timings, thresholds, strict=True)]})
     return ctx.profile.model_copy(update={"measurements": measurements})
 
 

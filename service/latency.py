@@ -116,7 +116,8 @@ def predict_latency(gflops_edge: float, gflops_server: float, channel_uses: floa
 
 
 def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_server: float,
-                   channel_uses: float, profile: DeviceProfile) -> LatencyBreakdown:
+                   channel_uses: float, profile: DeviceProfile,
+                   thresholds: Sequence[float] | None = None) -> LatencyBreakdown:
     """Latency of one front configuration: measured edge and server times where the profile has them.
 
     ``profile.measurements`` (``paretoctl.models.timing``) hold per-configuration edge (batch 1) and
@@ -130,7 +131,7 @@ def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_
     which passes a threshold configuration's 95th-percentile costs (:func:`latency_costs`).
     """
     edge, link, server, total = latency_parts(gflops_edge, gflops_server, channel_uses, profile)
-    got = profile.measured(config_id, tuple(r))
+    got = profile.measured(config_id, tuple(r), None if thresholds is None else tuple(thresholds))
     if got is None:
         return LatencyBreakdown.model_construct(edge_ms=edge, transmit_ms=link, server_ms=server, total_ms=total)
     edge, server = got
@@ -164,7 +165,8 @@ def config_latency_of(cfg: FrontConfig, profile: DeviceProfile,
             digital link's transmit time is computed elsewhere, at the query SNR: pass 0).
     """
     edge, server, uses = latency_costs(cfg)
-    return config_latency(cfg.id, cfg.r, edge, server, uses if channel_uses is None else channel_uses, profile)
+    return config_latency(cfg.id, cfg.r, edge, server, uses if channel_uses is None else channel_uses, profile,
+                          cfg.thresholds)
 
 
 def read_document(path: str | Path, *, kind: Literal["json", "yaml"], what: str,

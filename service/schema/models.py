@@ -174,6 +174,8 @@ class ConfigTiming(_Model):
     r: tuple[Annotated[int, Field(ge=0)], ...]
     edge: PartTiming
     server: PartTiming
+    thresholds: tuple[FiniteFloat, ...] | None = None
+    """The per-block thresholds timed, for a threshold configuration (None: the fixed schedule ``r``)."""
 
 
 class TimingMachine(_Model):
@@ -214,10 +216,11 @@ class Measurements(_Model):
     front_checksum: str | None = None
     configs: tuple[ConfigTiming, ...] = ()
 
-    def lookup(self, config_id: str, r: tuple[int, ...]) -> tuple[float, float] | None:
-        """``(edge_ms, server_ms)`` of the entry with this id and schedule, or None."""
+    def lookup(self, config_id: str, r: tuple[int, ...],
+               thresholds: tuple[float, ...] | None = None) -> tuple[float, float] | None:
+        """``(edge_ms, server_ms)`` of the entry with this id, schedule and thresholds, or None."""
         c = self._by_id.get(config_id)
-        if c is None or c.r != r:
+        if c is None or c.r != r or c.thresholds != thresholds:
             return None
         return c.edge.at(self.statistic), c.server.at(self.statistic)
 
@@ -262,15 +265,17 @@ class DeviceProfile(_Model):
     measurements: Measurements | None = None
     """Measured edge and server times per configuration (``None``: every figure is modelled)."""
 
-    def measured(self, config_id: str, r: list[int] | tuple[int, ...]) -> tuple[float, float] | None:
+    def measured(self, config_id: str, r: list[int] | tuple[int, ...],
+                 thresholds: list[float] | tuple[float, ...] | None = None) -> tuple[float, float] | None:
         """``(edge_ms, server_ms)`` measured for this configuration at the profile's statistic, or None.
 
-        A measurement counts only for the same id *and* schedule, so a profile measured on one front
-        never lends its figures to another front's configuration that happens to share an id.
+        A measurement counts only for the same id, schedule *and* thresholds (None for a fixed
+        schedule), so a profile measured on one front never lends its figures to another front's
+        configuration that happens to share an id, nor a fixed schedule's to a threshold one.
         """
         if self.measurements is None:
             return None
-        return self.measurements.lookup(config_id, tuple(r))
+        return self.measurements.lookup(config_id, tuple(r), None if thresholds is None else tuple(thresholds))
 
 
 class AccuracyAtSnr(_Model):

@@ -87,7 +87,13 @@ def test_measured_times_replace_the_p95_model(front: FrontArtifact) -> None:
     measurements = Measurements.model_validate({
         "machine": {"cpu": "test", "torch": "0", "threads": 1}, "measured_at": datetime(2025, 1, 1, tzinfo=UTC),
         "configs": [{"config_id": "adapt", "r": front.config("adapt").r, "edge": timing,
-                     "server": {**timing, "p90_ms": 0.25}}]})
+                     "server": {**timing, "p90_ms": 0.25}, "thresholds": front.config("adapt").thresholds}]})
+    # The same id and r timed as a fixed schedule (no thresholds) is another configuration: not lent.
+    as_fixed = measurements.model_copy(update={"configs": tuple(
+        c.model_copy(update={"thresholds": None}) for c in measurements.configs)})
+    lent = select(front, 10.0, 9.0, profile=DEFAULT_PROFILE.model_copy(update={"name": "fixed",
+                                                                               "measurements": as_fixed}))
+    assert lent.config_id != "adapt"
     prof = DEFAULT_PROFILE.model_copy(update={"name": "timed", "measurements": measurements})
     d = select(front, 10.0, 9.0, profile=prof)  # 3 + 5 + 0.25 = 8.25 ms now fits 9 ms
     assert d.config_id == "adapt" and d.latency is not None
