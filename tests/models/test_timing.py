@@ -107,10 +107,14 @@ def test_threshold_configurations_are_timed_on_every_real_image(monkeypatch: pyt
     out = time_schedules(model, [[0] * depth, [0] * depth], split=2, settings=s,
                          thresholds=[None, [0.2] * depth], images=images)
     assert out[0].thresholds is None and out[1].thresholds == (0.2,) * depth
-    assert out[0].edge.runs == 5 and out[1].edge.runs == 6  # every image timed once before stopping
+    # At least min_runs, and every image at least once (more only when a loaded machine widens the
+    # medians' intervals beyond rel_ci); never beyond max_runs.
+    assert 5 <= out[0].edge.runs <= 9 and 6 <= out[1].edge.runs <= 9
     adaptive = [v for is_t, v in seen if is_t]
     fixed = {v for is_t, v in seen if not is_t}
-    assert sorted(adaptive) == sorted(round(float(img.sum()), 3) for img in images)
+    sums = [round(float(img.sum()), 3) for img in images]
+    assert len(adaptive) == out[1].edge.runs
+    assert adaptive == [sums[j % len(sums)] for j in range(len(adaptive))]  # the images in turn
     assert len(fixed) == 1  # the single synthetic image
     assert get_thresholds(model) == tuple(kept) and getattr(model, TRACE_SOURCE_ATTR) is True  # restored
     with pytest.raises(ValueError, match="pass images"):
