@@ -321,10 +321,14 @@ def policy_complete_ids(candidates: Sequence[Mapping[str, Any]], channels: Seque
 
 def latency_costs(rec: Mapping[str, Any]) -> tuple[float, float, float]:
     """(edge GFLOPs, server GFLOPs, channel uses) that latency is derived from: a threshold
-    configuration's 95th percentiles over images (a latency budget is a deadline), else the costs."""
+    configuration's 95th percentiles over images (``paretoctl.service.latency.deadline_costs``, as the
+    service models a front configuration), else the costs."""
+    from paretoctl.service.latency import deadline_costs
+    from paretoctl.service.schema import CostDistribution
+
     dist = rec.get("cost_distribution")
     if dist is not None:
-        return dist["gflops_edge"]["p95"], dist["gflops_server"]["p95"], dist["channel_uses"]["p95"]
+        return deadline_costs(CostDistribution.model_validate(dist))
     return rec["gflops"]["edge"], rec["gflops"]["server"], float(rec["channel_uses"])
 
 

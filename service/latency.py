@@ -40,7 +40,7 @@ import yaml
 from pydantic import ValidationError
 
 from paretoctl.service.link import DigitalLink
-from paretoctl.service.schema import DeviceProfile, FrontConfig, LatencyRecord
+from paretoctl.service.schema import CostDistribution, DeviceProfile, FrontConfig, LatencyRecord
 from paretoctl.service.validation import format_validation_error
 
 __all__ = [
@@ -140,6 +140,12 @@ def config_latency(config_id: str, r: Sequence[int], gflops_edge: float, gflops_
         edge_source="measured", server_source="measured")
 
 
+def deadline_costs(dist: CostDistribution) -> tuple[float, float, float]:
+    """``(edge GFLOPs, server GFLOPs, channel uses)`` of a per-image cost distribution that latency
+    is modelled from: the 95th percentiles (a latency budget is a deadline, so busy images count)."""
+    return dist.gflops_edge.p95, dist.gflops_server.p95, dist.channel_uses.p95
+
+
 def latency_costs(cfg: FrontConfig) -> tuple[float, float, float]:
     """``(edge GFLOPs, server GFLOPs, channel uses)`` per image that a configuration's latency is modelled from.
 
@@ -150,7 +156,7 @@ def latency_costs(cfg: FrontConfig) -> tuple[float, float, float]:
     """
     dist = cfg.cost_distribution
     if cfg.merging == "thresholds" and dist is not None:
-        return dist.gflops_edge.p95, dist.gflops_server.p95, dist.channel_uses.p95
+        return deadline_costs(dist)
     return cfg.gflops.edge, cfg.gflops.server, float(cfg.channel_uses)
 
 
