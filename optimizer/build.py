@@ -6,9 +6,10 @@ Phases, each resumable from the build directory:
    threshold build, ``search.space: thresholds``, also constant thresholds ``[t] * L``);
 2. the search method (BoTorch by default) up to its budget, then any configured baselines, each
    batch planned durably before it is evaluated;
-3. the front: the union of the per-(channel, SNR) Pareto sets on the validation split, thinned to
-   ``max_front_configs`` by greedy hypervolume contribution;
-4. the test split: every front configuration (and the marks) re-measured on held-out images;
+3. the front: every evaluated schedule (search and marks alike) non-dominated at some (channel, SNR)
+   on the validation split in the policy's objectives, capped at ``max_front_configs`` by the policy's
+   regret (:func:`select_front`);
+4. the test split: the unmerged model and every front configuration re-measured on held-out images;
 5. ``front.json`` (atomic), ``convergence.json`` and a copy of the config.
 
 Before any of it, the config is checked against the machine (``paretoctl.optimizer.preflight``), the
@@ -114,7 +115,9 @@ class BuildContext:
     executor: Executor | None = None
     """Runs batches of evaluations (``runtime.executor``); None evaluates in this process."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall seconds spent in this session, keyed ``"<tag>/propose"`` and ``"<tag>/evaluate"``."""
+    """Wall seconds spent in this session, keyed ``"<stage>/<what>"``: ``setup/load``,
+    ``reference/evaluate``, ``<tag>/propose`` and ``<tag>/evaluate`` per search, ``test split/evaluate``,
+    ``timing/measure`` (:meth:`spend`)."""
     search_space: AnySpace | None = None
     """The space the search method explores (``search.space``); None: ``space``, the proportions."""
     val_dataset: Any = None
@@ -158,6 +161,10 @@ class BuildContext:
         evaluator = self.val if split == "val" else self.test
         return (evaluator.evaluate_candidate(c) for c in candidates)
 
+    def spend(self, key: str, started: float) -> None:
+        """Add the wall seconds since ``started`` (``time.perf_counter()``) to ``seconds[key]``."""
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+
     def close(self) -> None:
         """Release the executor's workers."""
         if self.executor is not None:
@@ -194,7 +201,9 @@ def reference_record(ctx: BuildContext) -> dict[str, Any]:
         return found[0]
     r0 = [0] * ctx.space.dim
     ctx.progress("reference", 0, 1, None)
+    started = time.perf_counter()
     rec = evaluation_record(ctx.evaluate_val(r0), ctx.next_id(), "reference", 0, 0, ctx.space.from_r(r0))
+    ctx.spend("reference/evaluate", started)
     ctx.archive.append(rec)
     ctx.progress("reference", 1, 1, None)
     return rec
@@ -238,7 +247,7 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
             y_var = torch.tensor([objective_stderr(h) ** 2 for h in hist], dtype=torch.double)
             started = time.perf_counter()
             planned = proposer.propose(batch, x, y, ref_point, size, y_var=y_var)
-            ctx.seconds[f"{tag}/propose"] = ctx.seconds.get(f"{tag}/propose", 0.0) + time.perf_counter() - started
+            ctx.spend(f"{tag}/propose", started)
             ctx.plan.put(tag, batch, planned)
         _check_plan(ctx, tag, batch, planned, size, done)
         todo = [(index, x_point) for index, x_point in enumerate(planned) if index not in done]
@@ -250,7 +259,7 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
             mine = ctx.archive.where(method=tag)
             hv = hypervolume(torch.tensor([objective_vector(m, ref) for m in mine]), ref_point)
             ctx.progress(tag, len(mine), budget, hv)
-        ctx.seconds[f"{tag}/evaluate"] = ctx.seconds.get(f"{tag}/evaluate", 0.0) + time.perf_counter() - started
+        ctx.spend(f"{tag}/evaluate", started)
     return ctx.archive.where(method=tag)
 
 
@@ -566,7 +575,9 @@ def run_build(cfg: BuildConfig, out: Path, *, resume: bool = False, progress: Pr
 
 def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn, checked: Preflight,
                 cleanup: contextlib.ExitStack) -> Path:
+    started = time.perf_counter()
     ctx = open_context(cfg, out, resume, progress, checked)
+    ctx.spend("setup/load", started)
     cleanup.callback(ctx.close)  # stops Ray actors (and a Ray instance the build started), even on errors
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
@@ -587,19 +598,28 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
     def with_id(rec: dict[str, Any]) -> dict[str, Any]:
         return {**rec, "id": config_id(rec)}
 
-    searched = [with_id(r) for recs in by_method.values() for r in recs]
+    # ToMe's marks compete with the search for the front like any evaluated schedule: the front is what
+    # the policy may serve, and a mark no user would be served costs a test measurement for nothing
+    # (bench/headline.py compares with every uniform schedule on the same images instead).
+    searched = [with_id(r) for r in marks] + [with_id(r) for recs in by_method.values() for r in recs]
     front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs, s.max_accuracy_drop,
                          profile=ctx.profile)
-    candidates = [with_id(ref)] + [with_id(m) for m in marks] + [c for c in front if c["id"] != config_id(ref)]
+    candidates = [with_id(ref)] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
-    for c in candidates:  # one entry per configuration: the reference first, then the marks, then the search
+    for c in candidates:  # one entry per configuration: the reference first, then the front by GFLOPs
         key = record_candidate(c).key
         if key not in seen:
             seen.add(key)
             final.append(c)
+    started = time.perf_counter()
     test = measure_on_test(ctx, final)
+    ctx.spend("test split/evaluate", started)
     if cfg.timing.enabled:
+        started = time.perf_counter()
         ctx.profile = measured_profile(ctx, final)
+        ctx.spend("timing/measure", started)
+    conv["seconds"] = dict(ctx.seconds)  # now with the test split and the timing
+    atomic_write_text(out / "convergence.json", json.dumps(conv))
     provenance = {
         "model": cfg.model.name if cfg.model.name != "bundled" else "bundled:vit_fmnist_patch4_28",
         "model_identity": model_identity(ctx.val.model, _timm_name(cfg)),

@@ -47,7 +47,7 @@ from paretoctl.models.split import TokenState, edge_forward, run_blocks, server_
 from paretoctl.models.threshold import MERGES_NOTHING, real_token_counts
 from paretoctl.optimizer.config import ChannelSpec
 from paretoctl.optimizer.preflight import split_index_error
-from paretoctl.optimizer.runtime import Precision, autocast
+from paretoctl.optimizer.runtime import DEFAULT_SERVER_CHUNK, Precision, autocast
 from paretoctl.optimizer.space import Candidate
 from paretoctl.service.schema import CostDistribution, CostSummary
 
@@ -154,6 +154,10 @@ class Evaluator:
         device: where the model, the batches and the channel's tokens live (the noise is drawn
             from CPU generators and moved, so it is the same on every device).
         precision: ``fp32``, or ``bf16``/``fp16`` autocast for the model (the channel runs in float32).
+        server_chunk: images per server forward (None: the whole stack of SNR copies at once). The
+            server part runs on ``SNRs x batch`` rows; in cache-sized pieces it is 1.5-1.8x faster on
+            a CPU than in one (``bench/server_chunk.py``). The noise is drawn for the whole stack
+            first, so the pieces change nothing but the order of the work.
     """
 
     def __init__(
@@ -167,7 +171,11 @@ class Evaluator:
         seed: int = 0,
         device: torch.device | str = "cpu",
         precision: Precision = "fp32",
+        server_chunk: int | None = DEFAULT_SERVER_CHUNK,
     ) -> None:
+        if server_chunk is not None and server_chunk < 1:
+            raise ValueError(f"server_chunk must be at least 1 or None, got {server_chunk}")
+        self.server_chunk = server_chunk
         self.device = torch.device(device)
         self.precision: Precision = precision
         apply_merging(model)
@@ -339,10 +347,20 @@ class Evaluator:
                 gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
                 noisy = channel(tokens, snr, generator=gen, **(slots if channel.supports_positions else {}),
                                 **padded)
-                with autocast(self.device, self.precision):
-                    logits = server_forward(self.model, TokenState(noisy, size, None), self.split)
-                hits = (logits.argmax(-1) == target).view(n_snr, bsz).sum(-1)
+                predicted = self._server_predictions(noisy, size)
+                hits = (predicted == target).view(n_snr, bsz).sum(-1)
                 correct[ci, d] += hits
+
+    def _server_predictions(self, tokens: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        """Top-1 classes ``[M]`` of the server part on ``tokens [M, N, D]`` (sizes ``[M, N, 1]``), in
+        pieces of ``server_chunk`` rows."""
+        step = max(tokens.shape[0], 1) if self.server_chunk is None else self.server_chunk
+        out = []
+        for start in range(0, tokens.shape[0], step):
+            piece = TokenState(tokens[start:start + step], size[start:start + step], None)
+            with autocast(self.device, self.precision):
+                out.append(server_forward(self.model, piece, self.split).argmax(-1))
+        return torch.cat(out)
 
     def _accuracy(self, correct: torch.Tensor, n_images: int) -> dict[str, list[AccuracyPoint]]:
         if n_images == 0:

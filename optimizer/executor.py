@@ -64,7 +64,7 @@ def make_evaluator(cfg: BuildConfig, split: Split, model: torch.nn.Module, datas
     ds = open_split(cfg, split, model) if dataset is None else dataset
     loader = make_loader(ds, cfg.data.batch_size, rt.loader_workers, pin_memory=device.type == "cuda")
     return Evaluator(model, loader, ch.kinds, ch.snr_grid_db, cfg.split_index, ch.draws, seed=cfg.search.seed,
-                     device=device, precision=rt.precision)
+                     device=device, precision=rt.precision, server_chunk=rt.server_chunk)
 
 
 Work = Candidate | Sequence[int]

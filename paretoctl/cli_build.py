@@ -91,19 +91,22 @@ def build(
 
 
 def _print_time_spent(console: Any, out: Path) -> None:
-    """Where this session's wall time went, per search phase: proposing (GP fit + acquisition) vs evaluating."""
+    """Where this session's wall time went, stage by stage (``convergence.json``'s ``seconds``): loading,
+    each search's proposing (GP fit + acquisition) and evaluating, the test split, the timing."""
     import json
 
     try:
         seconds: dict[str, float] = json.loads((out / "convergence.json").read_text()).get("seconds", {})
     except (OSError, ValueError):
         return
-    tags = sorted({k.rsplit("/", 1)[0] for k in seconds})
-    if not tags:
+    if not seconds:
         return
-    console.print("time spent this session (s):  " + "   ".join(
-        f"{tag}: propose {seconds.get(f'{tag}/propose', 0.0):.0f}, evaluate {seconds.get(f'{tag}/evaluate', 0.0):.0f}"
-        for tag in tags))
+    stages: dict[str, list[str]] = {}
+    for key, value in seconds.items():
+        stage, _, what = key.rpartition("/")
+        stages.setdefault(stage or key, []).append(f"{what} {value:.0f}")
+    console.print(f"time spent this session: {sum(seconds.values()):.0f} s  (" + "; ".join(
+        f"{stage}: {', '.join(parts)}" for stage, parts in stages.items()) + ")")
 
 
 def register(app: typer.Typer) -> None:

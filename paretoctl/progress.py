@@ -6,6 +6,7 @@ the end, so each update is also printed as one plain line: a long build is never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -23,11 +24,14 @@ from rich.progress import (
 class BuildProgress:
     """A context manager whose ``update(phase, done, total, hypervolume)`` drives one bar per phase."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, clock: Callable[[], float] | None = None) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("HV {task.fields[hv]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, transient=False,
+            # the ETA averages the whole phase: evaluations can be a minute apart, longer than
+            # rich's default 30 s window, which then has too few samples and shows no ETA at all
+            speed_estimate_period=24 * 3600.0, get_time=clock,
         )
         self._tasks: dict[str, TaskID] = {}
 

@@ -33,7 +33,19 @@ def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
     ids = {c.id for c in front.configs}
     assert len({tuple(c.r) for c in front.configs}) == len(front.configs)  # one entry per schedule
     assert front.reference_config_id == "unmerged" and "unmerged" in ids
-    assert {c.source for c in front.configs} >= {"reference", "uniform", "botorch"}
+    assert {c.source for c in front.configs} >= {"reference", "botorch"}
+    # ToMe's marks compete with the search: exactly the selected ones are on the front and on test.
+    from paretoctl.optimizer.build import config_id, select_front
+    from paretoctl.optimizer.config import load_config
+
+    cfg = load_config(smoke_build / "config.yaml")
+    recs = [{**r, "id": config_id(r)} for r in JsonlArchive(smoke_build / "archive.jsonl")]
+    chosen = select_front(recs, recs[0], prov.snr_grid_db, cfg.search.max_front_configs, cfg.search.max_accuracy_drop,
+                          profile=front.device_profile.model_copy(update={"measurements": None}))
+    assert {c["id"] for c in chosen if c["method"] == "uniform-marks"} == {c.id for c in front.configs
+                                                                           if c.source == "uniform"}
+    tested = [tuple(r["r"]) for r in JsonlArchive(smoke_build / "test_archive.jsonl")]
+    assert sorted(tested) == sorted(tuple(c.r) for c in front.configs)  # the front, nothing more, once each
     ref = front.config("unmerged")
     assert all(r == 0 for r in ref.r)
     for cfg in front.configs:

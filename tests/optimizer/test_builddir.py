@@ -71,7 +71,7 @@ def test_resume_may_change_where_evaluations_run_but_not_what_they_compute() -> 
     base = {"runtime": {"device": "cpu", "precision": "fp32", "executor": "local", "threads": None,
                         "loader_workers": 0, "ray_address": None}, "search": {"seed": 0}}
     moved = {"runtime": {**base["runtime"], "executor": "ray", "threads": 2, "loader_workers": 2,
-                         "ray_address": "auto"}, "search": {"seed": 0}}
+                         "server_chunk": 64, "ray_address": "auto"}, "search": {"seed": 0}}
     assert config_differences(base, moved) == []
     changed = {"runtime": {**base["runtime"], "precision": "bf16"}, "search": {"seed": 1}}
     assert config_differences(base, changed) == ["runtime.precision: 'fp32' recorded, 'bf16' now",

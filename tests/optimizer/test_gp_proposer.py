@@ -99,3 +99,5 @@ def test_smoke_build_never_repeats_a_schedule(smoke_build: Path) -> None:
     assert len(set(searched)) == len(searched) and not set(searched) & before
     seconds = json.loads((smoke_build / "convergence.json").read_text())["seconds"]
     assert seconds["botorch/propose"] > 0 and seconds["botorch/evaluate"] > 0
+    # every stage of the build is accounted for, not just the search
+    assert {"setup/load", "reference/evaluate", "test split/evaluate"} <= set(seconds)

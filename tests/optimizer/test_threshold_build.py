@@ -27,7 +27,8 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def test_threshold_build_writes_a_front_of_both_kinds(threshold_build: Path) -> None:
     front = load_front(threshold_build / "front.json")  # every schema check, consistency included
     kinds = Counter(c.merging for c in front.configs)
-    assert kinds["thresholds"] >= 1 and kinds["proportions"] >= 2  # the unmerged model and ToMe's marks
+    # the unmerged model is a fixed schedule; ToMe's marks are there only where they win a place
+    assert kinds["thresholds"] >= 1 and kinds["proportions"] >= 1
     arch = list(JsonlArchive(threshold_build / "archive.jsonl"))
     assert Counter(r["method"] for r in arch) == {"reference": 1, "uniform-marks": 8, "uniform-thresholds": 5,
                                                   "botorch": 8}

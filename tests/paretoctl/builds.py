@@ -102,4 +102,5 @@ def run_smoke_build(out: Path, config: Path = SMOKE_CONFIG) -> Path:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
     if proc.returncode != 0:
         raise RuntimeError(f"paretoctl build exited {proc.returncode}: {proc.stderr[-3000:]}")
+    out.with_name(out.name + ".stderr").write_text(proc.stderr)  # what the user saw: progress, time spent
     return out
