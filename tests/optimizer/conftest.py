@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -28,6 +29,19 @@ def smoke_config_text(config: Path = SMOKE, **search: object) -> str:
         lines = [f"  {key}: {value}" if ln.strip().startswith(f"{key}:") else ln for ln in text.splitlines()]
         text = "\n".join(lines) + "\n"
     return text
+
+
+def smoke_model_and_batches(folder: Path, val_limit: int, batch_size: int) -> tuple[torch.nn.Module, list[Any]]:
+    """The bundled model and the smoke config's first ``val_limit`` validation images in batches,
+    decoded once (the config file is written to ``folder``)."""
+    from paretoctl.models.data import make_loader
+    from paretoctl.optimizer.executor import load_model, open_split
+
+    path = folder / "smoke.yaml"
+    path.write_text(smoke_config_text())
+    cfg = load_config(path, {"data.val_limit": val_limit})
+    model = load_model(cfg)
+    return model, list(make_loader(open_split(cfg, "val", model), batch_size))
 
 
 @pytest.fixture(scope="session")

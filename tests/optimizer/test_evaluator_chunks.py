@@ -6,12 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from paretoctl.models.data import make_loader
 from paretoctl.optimizer import evaluator as evaluator_module
 from paretoctl.optimizer.config import ChannelSpec, ConfigError, load_config
 from paretoctl.optimizer.evaluator import Evaluator
-from paretoctl.optimizer.executor import load_model, open_split
-from tests.optimizer.conftest import smoke_config_text
+from tests.optimizer.conftest import smoke_config_text, smoke_model_and_batches
 
 GRID = [0.0, 10.0, 20.0]
 
@@ -19,11 +17,7 @@ GRID = [0.0, 10.0, 20.0]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The bundled model and 30 validation images in batches of 20 and 10, over AWGN and block fading."""
-    path = tmp_path_factory.mktemp("cfg") / "smoke.yaml"
-    path.write_text(smoke_config_text())
-    cfg = load_config(path, {"data.val_limit": 30})
-    model = load_model(cfg)
-    batches = list(make_loader(open_split(cfg, "val", model), 20))
+    model, batches = smoke_model_and_batches(tmp_path_factory.mktemp("cfg"), 30, 20)
     channels = [ChannelSpec(kind="awgn"), ChannelSpec(kind="rayleigh", block="token")]
     return SimpleNamespace(model=model, batches=batches, channels=channels)
 

@@ -17,16 +17,15 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from paretoctl.models.data import make_loader
 from paretoctl.models.patch import apply_merging
 from paretoctl.models.schedule import mean_schedule, proportions_from_r
 from paretoctl.models.split import edge_forward, server_forward
-from paretoctl.optimizer.config import ChannelSpec, load_config
+from paretoctl.optimizer.config import ChannelSpec
 from paretoctl.optimizer.evaluator import Evaluator
-from paretoctl.optimizer.executor import LocalExecutor, load_model, open_split
+from paretoctl.optimizer.executor import LocalExecutor
 from paretoctl.optimizer.space import Candidate
 from paretoctl.service.schema.consistency import check_schedule, expected_tokens
-from tests.optimizer.conftest import smoke_config_text
+from tests.optimizer.conftest import smoke_model_and_batches
 
 SPLIT = 3
 THRESHOLDS = [0.9, 0.97, 1.0, 0.95, 0.9, 1.0, 0.93, 0.9, 0.95, 0.92, 0.9, 0.9]
@@ -35,11 +34,7 @@ THRESHOLDS = [0.9, 0.97, 1.0, 0.95, 0.9, 1.0, 0.93, 0.9, 0.95, 0.92, 0.9, 0.9]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The bundled model and 24 validation images in batches of 10, 10 and 4 (padded batches)."""
-    path = tmp_path_factory.mktemp("cfg") / "smoke.yaml"
-    path.write_text(smoke_config_text())
-    cfg = load_config(path, {"data.val_limit": 24})
-    model = load_model(cfg)
-    batches = list(make_loader(open_split(cfg, "val", model), 10))
+    model, batches = smoke_model_and_batches(tmp_path_factory.mktemp("cfg"), 24, 10)
     channels = [ChannelSpec(kind="awgn"), ChannelSpec(kind="ideal")]
     evaluator = Evaluator(model, batches, channels, [0.0, 20.0], SPLIT, seed=0, device="cpu")
     return SimpleNamespace(model=model, batches=batches, evaluator=evaluator)
