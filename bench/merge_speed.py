@@ -230,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if load > 0.5 * cpus:
         print(f"WARNING: load average {load:.1f} on {cpus} CPUs: other jobs share the cores, so these "
               "timings are noisy (and threads that wait on each other make it worse; try --threads 1).\n")
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE" and any(t > 1 for t in thread_counts if t):
+        print("WARNING: OMP_WAIT_POLICY=PASSIVE puts idle OpenMP threads to sleep between operators; at 2 "
+              "threads it doubles the batch-1 time here. Unset it to measure what a default process sees.\n")
     print(markdown(rows))
 
 
