@@ -362,6 +362,7 @@ def test_page_follows_a_reload_seen_in_a_decision(serve: Any, open_dashboard: An
     page.wait_for_function("cs => document.getElementById('status').dataset.checksum === cs", arg=new.checksum)
     params = wait_for_decision(page)
     assert provenance(page)["Checksum"] == new.checksum
+    page.wait_for_function("n => document.querySelectorAll('#front-svg circle.pt').length === n", arg=7)
     assert page.locator("#front-svg circle.pt").count() == len(new.configs) == 7
     assert float(params["snr"]) == 12.0  # the user's setting survived the reload
     body = check_matches_api(page, served.url, params)
@@ -380,6 +381,8 @@ def test_page_polls_for_reloads_and_shows_the_service_down(serve: Any, open_dash
     admin_reload(served, tmp_path / "new.json")
     # nobody touches the page: the /readyz poll notices the new checksum
     page.wait_for_function("cs => document.getElementById('status').dataset.checksum === cs", arg=new.checksum)
+    # the checksum is set as the new front arrives; its drawing follows (wait for it, bounded)
+    page.wait_for_function("n => document.querySelectorAll('#front-svg circle.pt').length === n", arg=5)
     assert page.locator("#channel option").all_inner_texts() == ["awgn"]
     assert page.locator("#front-svg circle.pt").count() == 5
 
