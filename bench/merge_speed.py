@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -49,6 +48,7 @@ from paretoctl.models.compiled import CompiledMerging
 from paretoctl.models.flops import analytic_cost
 from paretoctl.models.patch import apply_merging, set_schedule
 from paretoctl.models.schedule import constant_r, decreasing_r, resolve_schedule
+from paretoctl.models.timing import cpu_model
 
 UNMERGED = "unmerged"
 
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cpus = os.cpu_count() or 1
     print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {thread_counts}, "
-          f"{cpus} CPUs ({platform.processor() or platform.machine()}), {rounds} rounds, "
+          f"{cpus} CPUs ({cpu_model()}), {rounds} rounds, "
           f"median; {time.perf_counter() - started:.0f} s in all; load average {start_load:.1f} at the start, "
           f"{load:.1f} at the end\n")
     if load > 0.5 * cpus:

@@ -148,7 +148,8 @@ def summarise(samples_ms: Sequence[float]) -> PartStats:
     return PartStats(p50_ms=med, p90_ms=quantile(s, 0.9), runs=len(s), rel_ci=rel)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; else what platform reports), for benchmark and timing records."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith(("model name", "hardware", "cpu model")):
@@ -160,7 +161,7 @@ def _cpu_model() -> str:
 
 def machine_info(server_batch: int = 1) -> dict[str, Any]:
     """What the timings were taken on: CPU model, torch version, intra-op threads, host, batch."""
-    return {"cpu": _cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "host": platform.node() or "unknown", "server_batch": server_batch}
 
 

@@ -80,9 +80,9 @@ def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
 
 
 RESULT_NEUTRAL_KEYS = ("runtime.executor", "runtime.threads", "runtime.loader_workers", "runtime.server_chunk",
-                       "runtime.ray_", "timing.")
+                       "runtime.process_", "runtime.ray_", "timing.")
 """Settings that change where and how fast evaluations run, never what they measure: a build may resume
-under other values (on Ray after a local start, with more threads). Latency timing runs after the
+under other values (on Ray or in worker processes after a local start, with more threads). Latency timing runs after the
 search and never touches the archive. ``runtime.device`` and
 ``runtime.precision`` change the arithmetic, so they are compared."""
 

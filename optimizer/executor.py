@@ -1,21 +1,30 @@
-"""Who runs the evaluations of a build: in this process, or in parallel on Ray actors.
+"""Who runs the evaluations of a build: in this process, in worker processes, or on Ray actors.
 
 A q-batch of candidate schedules is independent work. :class:`LocalExecutor` evaluates it one
-schedule after another, as builds always did; :class:`RayExecutor` spreads it over actors that each
-load the model once (the driver's weights go through Ray's object store once, read zero-copy as
-numpy) and open the same data splits as the driver. Both yield the evaluations *in submission
-order*, and only the driver writes the archive, so a build killed half-way through a batch resumes
-exactly as a local one does.
+schedule after another in this process; :class:`ProcessExecutor` spreads it over worker processes
+on this machine (the default build: one single-threaded worker per core); :class:`RayExecutor` over
+Ray actors, here or on a cluster. Workers load the model once (the driver's weights, not the
+checkpoint again) and open the same data splits as the driver. Every executor yields the
+evaluations *in submission order*, and only the driver writes the archive, so a build killed
+half-way through a batch resumes exactly as a local one does.
 
-Both executors build their evaluators with :func:`make_evaluator` from the same config, so the same
+Why worker processes on a CPU: a small ViT's operators are too small for two threads to share
+well (they wait on each other at every operator), so two single-threaded processes evaluate about
+1.3x as many candidates per hour as one two-threaded process (``bench/executors.py``).
+
+All executors build their evaluators with :func:`make_evaluator` from the same config, so the same
 images, batches and noise seeds give the same accuracies wherever they run (the noise is seeded by
 (seed, channel, draw, batch) only; see ``paretoctl.optimizer.evaluator``).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal, Protocol
 
 import torch
@@ -171,8 +180,101 @@ class RayExecutor:
             ray.shutdown()
 
 
+class WorkerLost(RuntimeError):
+    """A worker process of a :class:`ProcessExecutor` died mid-evaluation (killed, out of memory)."""
+
+
+_WORKER: EvalWorker | None = None
+"""The model and evaluators of a :class:`ProcessExecutor` worker process (set by its initializer)."""
+
+
+def _start_worker(cfg: BuildConfig, state: dict[str, Any], threads: int) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it ends the workers
+    _WORKER = EvalWorker(cfg, state, threads)
+
+
+def _evaluate_in_worker(split: Split, item: Candidate) -> Evaluation:
+    if _WORKER is None:  # pragma: no cover - the pool's initializer always runs first
+        raise RuntimeError("worker process was not initialised")
+    return _WORKER.evaluate(split, item)
+
+
+def work_estimate(candidate: Candidate) -> float:
+    """A number that orders fixed schedules by their evaluation cost: the block passes that merging
+    saves, negated (a token removed before block ``l`` of ``L`` skips ``L - l`` blocks; unitless, <= 0).
+    Threshold configurations, whose cost depends on the images, all get 0."""
+    if candidate.r is None:
+        return 0.0
+    depth = len(candidate.r)
+    return -float(sum((depth - layer) * r for layer, r in enumerate(candidate.r)))
+
+
+def process_workers(requested: int | None, q: int, cpus: int | None = None) -> int:
+    """Worker processes for ``runtime.process_workers``: as asked, else one per CPU, at most ``q``."""
+    if requested is not None:
+        return requested
+    return max(1, min(q, cpus if cpus is not None else (os.cpu_count() or 1)))
+
+
+class ProcessExecutor:
+    """Evaluations in worker processes on this machine (``runtime.executor: processes``).
+
+    The workers are spawned (not forked: the driver holds OpenMP threads and possibly CUDA), so a
+    script that builds must guard its entry point with ``if __name__ == "__main__":`` as usual for
+    multiprocessing. Each loads the driver's weights once with ``runtime.process_threads`` torch
+    threads and evaluates one candidate at a time; a batch's candidates are handed out as workers
+    free up. Closing the executor ends the workers at once (an interrupted build loses only the
+    evaluations in flight, which a resume repeats); a worker that dies (out of memory) fails the
+    build with :class:`WorkerLost` instead of hanging it.
+
+    Args:
+        cfg: the build config (``runtime.process_workers``, ``runtime.process_threads``).
+        model: the driver's loaded model.
+    """
+
+    def __init__(self, cfg: BuildConfig, model: torch.nn.Module) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        rt = cfg.runtime
+        self.workers = process_workers(rt.process_workers, cfg.search.q)
+        state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+        self._pool: Any = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker, initargs=(cfg, state, rt.process_threads))
+
+    def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]:
+        work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
+        # The costliest first (longest processing time first): a cheap one left for last keeps a
+        # worker idle for less time than a costly one would. Results still come back in plan order.
+        order = sorted(range(len(work)), key=lambda i: -work_estimate(work[i]))
+        submitted = {i: self._pool.submit(_evaluate_in_worker, split, work[i]) for i in order}
+        futures = [submitted[i] for i in range(len(work))]
+        try:
+            for f in futures:
+                try:
+                    yield f.result()
+                except BrokenProcessPool as err:
+                    raise WorkerLost(f"an evaluation worker process died ({err}); the archive keeps every "
+                                     "finished evaluation: run the build again with --resume") from None
+        finally:  # a consumer that stops early (an error, an interrupt) leaves nothing queued
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        """End the workers now: queued evaluations are cancelled, running ones abandoned."""
+        procs = list((getattr(self._pool, "_processes", None) or {}).values())  # CPython keeps them there
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+
+
 def make_executor(cfg: BuildConfig, model: torch.nn.Module, evaluators: Callable[[Split], Evaluator]) -> Executor:
     """The executor ``cfg.runtime.executor`` names."""
     if cfg.runtime.executor == "ray":
         return RayExecutor(cfg, model)
+    if cfg.runtime.executor == "processes":
+        return ProcessExecutor(cfg, model)
     return LocalExecutor(evaluators)

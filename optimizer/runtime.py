@@ -6,7 +6,7 @@ path is the same code as the CPU path with another device string: the model, the
 channel's tokens live on the resolved device, while the channel noise is drawn from CPU generators
 and moved (``paretoctl.channel_sim``), so a seed gives the same noise on every device.
 
-Fields that change *where* or *how fast* evaluations run (``executor``, ``ray_*``, ``threads``,
+Fields that change *where* or *how fast* evaluations run (``executor``, ``process_*``, ``ray_*``, ``threads``,
 ``loader_workers``, ``server_chunk``) leave the measured accuracies unchanged; ``device`` and ``precision`` change the
 arithmetic and may move an accuracy by an image or two.
 """
@@ -30,7 +30,7 @@ median of 5 interleaved runs: 3.1 s at 128 against 5.3 s whole, unmerged; 1.8 s 
 r = 3 per block; ``bench/server_chunk.py``)."""
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 Precision = Literal["fp32", "bf16", "fp16"]
-ExecutorName = Literal["local", "ray"]
+ExecutorName = Literal["local", "processes", "ray"]
 
 
 class RuntimeSection(BaseModel):
@@ -44,8 +44,12 @@ class RuntimeSection(BaseModel):
         loader_workers: DataLoader worker processes that decode images (0: in the main process).
         server_chunk: images per server forward (None: a batch's whole stack of SNR copies at once);
             cache-sized pieces are 1.5-1.8x faster on a CPU (``paretoctl.optimizer.evaluator``).
-        executor: ``local`` evaluates a batch of candidates one after another; ``ray`` in parallel
-            on Ray actors.
+        executor: ``local`` evaluates a batch of candidates one after another in this process;
+            ``processes`` in parallel in worker processes on this machine; ``ray`` on Ray actors.
+        process_workers: worker processes of ``executor: processes`` (None: one per CPU, at most the
+            search's ``q``).
+        process_threads: torch threads in each worker process (1: on a CPU, one single-threaded
+            process per core beats threads that wait on each other at every small operator).
         ray_address: an existing Ray cluster to join (``ray://host:10001`` or ``host:6379``); None
             starts a local Ray instance.
         ray_workers: actors (None: one per CPU Ray reports, at most the search's ``q``).
@@ -61,6 +65,8 @@ class RuntimeSection(BaseModel):
     loader_workers: int = Field(0, ge=0, le=64)
     server_chunk: int | None = Field(DEFAULT_SERVER_CHUNK, ge=1)
     executor: ExecutorName = "local"
+    process_workers: int | None = Field(None, ge=1, le=256)
+    process_threads: int = Field(1, ge=1, le=256)
     ray_address: str | None = None
     ray_workers: int | None = Field(None, ge=1)
     ray_cpus_per_worker: int = Field(1, ge=1)

@@ -69,6 +69,7 @@ def build(
     from paretoctl.optimizer.archive import ArchiveError
     from paretoctl.optimizer.build import run_build
     from paretoctl.optimizer.builddir import BuildError, BuildLockedError
+    from paretoctl.optimizer.executor import WorkerLost
     from paretoctl.progress import BuildProgress
 
     try:
@@ -76,7 +77,7 @@ def build(
             path = run_build(cfg, out, resume=resume, progress=progress.update, source=str(config))
     except ConfigError as err:
         fail(ExitCode.BAD_INPUT, str(err))
-    except (BuildLockedError, ArchiveError) as err:
+    except (BuildLockedError, ArchiveError, WorkerLost) as err:
         fail(ExitCode.FAILED, str(err))
     except BuildError as err:
         fail(ExitCode.BAD_INPUT, str(err))

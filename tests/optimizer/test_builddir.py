@@ -73,6 +73,9 @@ def test_resume_may_change_where_evaluations_run_but_not_what_they_compute() -> 
     moved = {"runtime": {**base["runtime"], "executor": "ray", "threads": 2, "loader_workers": 2,
                          "server_chunk": 64, "ray_address": "auto"}, "search": {"seed": 0}}
     assert config_differences(base, moved) == []
+    in_processes = {"runtime": {**base["runtime"], "executor": "processes", "process_workers": 2,
+                                "process_threads": 1}, "search": {"seed": 0}}  # keys an older build lacks
+    assert config_differences(base, in_processes) == []
     changed = {"runtime": {**base["runtime"], "precision": "bf16"}, "search": {"seed": 1}}
     assert config_differences(base, changed) == ["runtime.precision: 'fp32' recorded, 'bf16' now",
                                                   "search.seed: 0 recorded, 1 now"]

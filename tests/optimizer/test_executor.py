@@ -1,9 +1,12 @@
-"""Evaluations on Ray actors give the archive the local executor gives, and resume as exactly."""
+"""Evaluations in worker processes and on Ray actors give the archive a local build gives, and resume as exactly."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,16 @@ from paretoctl.optimizer.config import load_config
 from paretoctl.optimizer.executor import (
     EvalWorker,
     LocalExecutor,
+    ProcessExecutor,
+    WorkerLost,
     default_workers,
     load_model,
     make_evaluator,
+    process_workers,
     shareable_state,
+    work_estimate,
 )
+from paretoctl.optimizer.space import Candidate
 from tests.optimizer.conftest import SMOKE, smoke_config_text
 
 KEYS = ("eval_id", "method", "batch", "index", "x", "batch_x", "r", "gflops", "tokens_sent", "channel_uses")
@@ -102,3 +110,79 @@ def test_smoke_config_states_no_runtime() -> None:
     """The smoke build (the local reference above) runs with the default runtime: local, on auto."""
     cfg = load_config(SMOKE)
     assert cfg.runtime.executor == "local" and cfg.runtime.device == "auto"
+
+
+def test_process_workers_default_to_one_per_cpu_at_most_a_batch() -> None:
+    assert process_workers(None, q=4, cpus=2) == 2
+    assert process_workers(None, q=4, cpus=64) == 4  # never more than a batch
+    assert process_workers(None, q=4, cpus=1) == 1
+    assert process_workers(3, q=4, cpus=2) == 3  # as asked
+
+
+def _process_config(folder: Path, extra: str = "") -> Path:
+    path = folder / "smoke_processes.yaml"
+    path.write_text(smoke_config_text() + "runtime:\n  executor: processes\n  process_workers: 2\n" + extra)
+    return path
+
+
+@pytest.mark.slow
+def test_process_build_equals_local_build(smoke_build: Path, tmp_path: Path) -> None:
+    """Two single-threaded worker processes measure what one process measures, in the same order."""
+    cfg = load_config(_process_config(tmp_path))
+    out = tmp_path / "processes"
+    run_build(cfg, out)
+    local, parallel = _records(smoke_build / "archive.jsonl"), _records(out / "archive.jsonl")
+    assert len(parallel) == 17 and parallel == local
+    assert _records(out / "test_archive.jsonl", "test") == _records(smoke_build / "test_archive.jsonl", "test")
+    a, b = (json.loads((d / "front.json").read_text()) for d in (smoke_build, out))
+    assert [c["r"] for c in a["configs"]] == [c["r"] for c in b["configs"]]
+    assert b["provenance"]["config"]["runtime"]["executor"] == "processes"
+
+
+def _smoke_executor(tmp_path: Path) -> tuple[ProcessExecutor, list[list[int]]]:
+    cfg = load_config(_process_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
+    return ProcessExecutor(cfg, load_model(cfg)), [[0] * 12] * 4
+
+
+def test_a_killed_worker_fails_the_evaluation_with_a_clear_error(tmp_path: Path) -> None:
+    executor, schedules = _smoke_executor(tmp_path)
+    try:
+        results = executor.evaluate("val", schedules)
+        first = next(results)  # the workers are up and have measured one configuration
+        assert first.accuracy["awgn"][0].n_images == 400
+        victim = next(iter(executor._pool._processes.values()))
+        os.kill(victim.pid, signal.SIGKILL)
+        with pytest.raises(WorkerLost, match=r"worker process died.*--resume"):
+            list(results)
+    finally:
+        executor.close()
+
+
+def test_close_ends_the_workers_at_once_even_mid_evaluation(tmp_path: Path) -> None:
+    executor, schedules = _smoke_executor(tmp_path)
+    results = executor.evaluate("val", schedules * 4)
+    next(results)
+    procs = list(executor._pool._processes.values())
+    assert len(procs) == 2 and all(p.is_alive() for p in procs)
+    started = time.perf_counter()
+    executor.close()
+    assert time.perf_counter() - started < 10
+    assert not any(_running(p.pid) for p in procs)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (the pool's own thread may reap it first)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_work_estimate_orders_schedules_by_the_block_passes_they_save() -> None:
+    """Removing 2 tokens before block 0 of 3 saves 2 x 3 passes; before block 2, 2 x 1 (hand count)."""
+    assert work_estimate(Candidate(r=(0, 0, 0))) == 0.0
+    assert work_estimate(Candidate(r=(2, 0, 0))) == -6.0
+    assert work_estimate(Candidate(r=(0, 0, 2))) == -2.0
+    assert work_estimate(Candidate(r=(1, 1, 1))) == -6.0
+    assert work_estimate(Candidate(thresholds=(0.9, 0.9, 0.9))) == 0.0

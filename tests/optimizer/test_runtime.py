@@ -31,6 +31,8 @@ def _config(tmp_path: Path, runtime: str = "", **overrides: object):  # type: ig
     ("executor: dask", "runtime.executor"),
     ("threads: 0", "runtime.threads"),
     ("ray_workers: 0", "runtime.ray_workers"),
+    ("process_workers: 0", "runtime.process_workers"),
+    ("process_threads: 0", "runtime.process_threads"),
     ("gpus: 1", "runtime.gpus"),
 ])
 def test_bad_runtime_values_name_the_field(runtime: str, field: str) -> None:
@@ -45,7 +47,8 @@ def test_runtime_defaults_are_recorded_in_the_canonical_config(tmp_path: Path) -
     cfg = _config(tmp_path)
     assert cfg.canonical()["runtime"] == {
         "device": "auto", "precision": "fp32", "threads": None, "loader_workers": 0, "server_chunk": 128,
-        "executor": "local", "ray_address": None, "ray_workers": None, "ray_cpus_per_worker": 1,
+        "executor": "local", "process_workers": None, "process_threads": 1, "ray_address": None,
+        "ray_workers": None, "ray_cpus_per_worker": 1,
         "ray_gpus_per_worker": 0.0,
     }
 
