@@ -14,7 +14,7 @@ $PY bench/merge_speed.py --threads 1,2 --schedules half --compiled | tee runs/be
 $PY bench/channel_speed.py | tee runs/bench/channel_speed.md
 $PY bench/server_chunk.py | tee runs/bench/server_chunk.md
 $PY bench/service_load.py | tee runs/bench/service_load.md
-OMP_WAIT_POLICY=PASSIVE $PY bench/executors.py | tee runs/bench/executors.md
+$PY bench/executors.py --rounds 3 | tee runs/bench/executors.md
 $PY bench/tome_baseline.py | tee runs/bench/tome_baseline.md
 $PY bench/digital_link.py --images 500 | tee runs/bench/digital_link.md
 $PY bench/threshold_batching.py | tee runs/bench/threshold_batching.md
