@@ -64,7 +64,7 @@ def main() -> None:
     driver = make_evaluator(cfg, "val", model)
     starters: dict[str, Callable[[], Executor]] = {
         f"local (1 process x {threads} threads)": lambda: LocalExecutor(lambda _split: driver),
-        f"processes ({args.workers} x 1 thread)": lambda: ProcessExecutor(cfg, model),
+        f"processes ({args.workers} x 1 thread)": lambda: ProcessExecutor(cfg, model, lambda _split: driver),
     }
     if not args.no_ray:
         import ray

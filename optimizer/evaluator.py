@@ -115,6 +115,24 @@ class Evaluation:
         return "proportions" if self.thresholds is None else "thresholds"
 
 
+@dataclass
+class PartialEvaluation:
+    """The raw measurement of one part of an evaluation (:meth:`Evaluator.evaluate_part`).
+
+    Attributes:
+        correct: ``[channels, draws, SNRs]`` hits, on the CPU.
+        n_images: images in the part.
+        token_counts: threshold configurations only: batch index -> ``[B, L + 1]`` real tokens
+            entering every block, then leaving the last (empty for a fixed schedule).
+        seconds: wall seconds the part took.
+    """
+
+    correct: torch.Tensor
+    n_images: int
+    token_counts: dict[int, torch.Tensor]
+    seconds: float
+
+
 def tokens_entering(r: Sequence[int], num_patches: int, num_prefix: int) -> list[int]:
     """Tokens entering each block under schedule ``r``, prefix included: ``[N + P, N + P - r_0, ...]``."""
     counts, n = [], int(num_patches) + int(num_prefix)
@@ -218,39 +236,45 @@ class Evaluator:
         """
         if (r is None) == (thresholds is None):
             raise ValueError("evaluate needs a schedule r or thresholds, exactly one of them")
-        if thresholds is not None:
-            return self._evaluate_thresholds(list(thresholds))
-        return self._evaluate_schedule(list(r or ()))
+        candidate = Candidate(r=None, thresholds=tuple(float(t) for t in thresholds)) if thresholds is not None \
+            else Candidate(r=tuple(int(v) for v in r or ()), thresholds=None)
+        return self.evaluate_candidate(candidate)
 
     def evaluate_candidate(self, candidate: Candidate | Sequence[int]) -> Evaluation:
         """:meth:`evaluate` of a :class:`paretoctl.optimizer.space.Candidate` (or a plain ``r``)."""
         c = Candidate.of(candidate)
-        return self.evaluate(list(c.r)) if c.r is not None else self.evaluate(thresholds=list(c.thresholds or ()))
+        return self.combine(c, [self.evaluate_part(c)])
 
     @torch.inference_mode()
-    def _evaluate_schedule(self, r: list[int]) -> Evaluation:
+    def evaluate_part(self, candidate: Candidate | Sequence[int], part: int = 0, parts: int = 1) -> PartialEvaluation:
+        """The hit counts of ``candidate`` on the split's batches ``b`` with ``b % parts == part``.
+
+        Parts of one evaluation can run in different processes: each batch keeps its own noise seed
+        (its index ``b`` in the whole split), so :meth:`combine` of all ``parts`` parts gives exactly
+        the evaluation of the whole split. A part with no batches returns zero counts.
+        """
+        if not 0 <= part < parts:
+            raise ValueError(f"part must be in [0, {parts}), got {part}")
+        c = Candidate.of(candidate)
         t0 = time.perf_counter()
-        apply_merging(self.model, r, trace_source=self.crn)  # sources give each token's noise slot
+        if c.thresholds is not None:
+            apply_merging(self.model, thresholds=list(c.thresholds), trace_source=self.crn)
+        else:  # sources give each token's noise slot
+            apply_merging(self.model, list(c.r or ()), trace_source=self.crn)
         self.model.eval()
         correct = self._new_counts()
         n_images = 0
+        counts: dict[int, torch.Tensor] = {}
         for b, (images, labels) in enumerate(self.batches):
+            if b % parts != part:
+                continue
             images, labels = self._to_device(images, labels)
-            with autocast(self.device, self.precision):
-                state = edge_forward(self.model, images, self.split)
             n_images += images.shape[0]
-            self._through_channels(b, state, labels, correct, None)
-        return Evaluation(r, self.costs(r), self._accuracy(correct, n_images), time.perf_counter() - t0)
-
-    @torch.inference_mode()
-    def _evaluate_thresholds(self, thresholds: list[float]) -> Evaluation:
-        t0 = time.perf_counter()
-        apply_merging(self.model, thresholds=thresholds, trace_source=self.crn)
-        self.model.eval()
-        correct = self._new_counts()
-        counts: list[torch.Tensor] = []
-        for b, (images, labels) in enumerate(self.batches):
-            images, labels = self._to_device(images, labels)
+            if c.thresholds is None:
+                with autocast(self.device, self.precision):
+                    state = edge_forward(self.model, images, self.split)
+                self._through_channels(b, state, labels, correct, None)
+                continue
             entering: list[torch.Tensor] = []
             with autocast(self.device, self.precision):
                 state = edge_forward(self.model, images, self.split, record=entering)
@@ -258,10 +282,25 @@ class Evaluator:
             with autocast(self.device, self.precision):  # the clean server pass: server-side token counts
                 final = run_blocks(self.model, TokenState(state.tokens, state.size, None), self.split,
                                    self.depth, record=entering)
-            counts.append(torch.stack([*entering, real_token_counts(final.size)], dim=1).cpu())
-        n_images = sum(len(c) for c in counts)
+            counts[b] = torch.stack([*entering, real_token_counts(final.size)], dim=1).cpu()
+        return PartialEvaluation(correct.cpu(), n_images, counts, time.perf_counter() - t0)
+
+    def combine(self, candidate: Candidate | Sequence[int], parts: Sequence[PartialEvaluation]) -> Evaluation:
+        """The :class:`Evaluation` of ``candidate`` from the parts that together cover the split once.
+
+        Its ``wall_s`` is the parts' seconds summed (the work, wherever it ran).
+        """
+        c = Candidate.of(candidate)
+        correct = torch.stack([p.correct for p in parts]).sum(0)
+        n_images = sum(p.n_images for p in parts)
+        seconds = sum(p.seconds for p in parts)
         accuracy = self._accuracy(correct, n_images)
-        per_layer = torch.cat(counts)
+        if c.thresholds is None:
+            r = list(c.r or ())
+            return Evaluation(r, self.costs(r), accuracy, seconds)
+        thresholds = list(c.thresholds)
+        by_batch = {b: t for p in parts for b, t in p.token_counts.items()}
+        per_layer = torch.cat([by_batch[b] for b in sorted(by_batch)])
         dist = self.cost_distribution(per_layer, thresholds)
         r = mean_schedule(per_layer.double().mean(dim=0).tolist(), self.num_patches, self.num_prefix)
         rounded = cost_from_shape(self.shape, r, self.split)
@@ -271,7 +310,7 @@ class Evaluator:
             channel_uses=round(dist.channel_uses.mean),
             tokens_per_layer=tokens_entering(r, self.num_patches, self.num_prefix),
         )
-        return Evaluation(r, costs, accuracy, time.perf_counter() - t0, [float(t) for t in thresholds], dist)
+        return Evaluation(r, costs, accuracy, seconds, thresholds, dist)
 
     def image_costs(self, counts: torch.Tensor, thresholds: Sequence[float]) -> dict[str, torch.Tensor]:
         """Per-image costs of a threshold configuration from its per-image token counts.

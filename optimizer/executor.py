@@ -1,16 +1,16 @@
 """Who runs the evaluations of a build: in this process, in worker processes, or on Ray actors.
 
 A q-batch of candidate schedules is independent work. :class:`LocalExecutor` evaluates it one
-schedule after another in this process; :class:`ProcessExecutor` spreads it over worker processes
-on this machine (the default build: one single-threaded worker per core); :class:`RayExecutor` over
-Ray actors, here or on a cluster. Workers load the model once (the driver's weights, not the
-checkpoint again) and open the same data splits as the driver. Every executor yields the
-evaluations *in submission order*, and only the driver writes the archive, so a build killed
-half-way through a batch resumes exactly as a local one does.
+schedule after another in this process; :class:`ProcessExecutor` spreads every evaluation's batches
+over worker processes on this machine (the default build: one single-threaded worker per core);
+:class:`RayExecutor` spreads the candidates over Ray actors, here or on a cluster. Workers load the
+model once (the driver's weights, not the checkpoint again) and open the same data splits as the
+driver. Every executor yields the evaluations *in submission order*, and only the driver writes the
+archive, so a build killed half-way through a batch resumes exactly as a local one does.
 
 Why worker processes on a CPU: a small ViT's operators are too small for two threads to share
 well (they wait on each other at every operator), so two single-threaded processes evaluate about
-1.3x as many candidates per hour as one two-threaded process (``bench/executors.py``).
+1.5x as many candidates per hour as one two-threaded process (``bench/executors.py``).
 
 All executors build their evaluators with :func:`make_evaluator` from the same config, so the same
 images, batches and noise seeds give the same accuracies wherever they run (the noise is seeded by
@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from paretoctl.optimizer.config import BuildConfig, ConfigError
-from paretoctl.optimizer.evaluator import Evaluation, Evaluator
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator, PartialEvaluation
 from paretoctl.optimizer.runtime import resolve_device, set_threads
 from paretoctl.optimizer.space import Candidate
 
@@ -116,11 +116,19 @@ class EvalWorker:
         self.model.load_state_dict(tensors, strict=True)
         self._evaluators: dict[str, Evaluator] = {}
 
-    def evaluate(self, split: Split, item: Work) -> Evaluation:
-        """One configuration (a candidate with thresholds or r, or a plain ``r``) on ``split``."""
+    def evaluator(self, split: Split) -> Evaluator:
+        """This worker's evaluator of ``split`` (made on first use)."""
         if split not in self._evaluators:
             self._evaluators[split] = make_evaluator(self.cfg, split, self.model)
-        return self._evaluators[split].evaluate_candidate(item)
+        return self._evaluators[split]
+
+    def evaluate(self, split: Split, item: Work) -> Evaluation:
+        """One configuration (a candidate with thresholds or r, or a plain ``r``) on ``split``."""
+        return self.evaluator(split).evaluate_candidate(item)
+
+    def evaluate_part(self, split: Split, item: Work, part: int, parts: int) -> PartialEvaluation:
+        """Part ``part`` of ``parts`` of one configuration's evaluation on ``split``."""
+        return self.evaluator(split).evaluate_part(item, part, parts)
 
     def ready(self) -> bool:
         return True
@@ -194,20 +202,10 @@ def _start_worker(cfg: BuildConfig, state: dict[str, Any], threads: int) -> None
     _WORKER = EvalWorker(cfg, state, threads)
 
 
-def _evaluate_in_worker(split: Split, item: Candidate) -> Evaluation:
+def _evaluate_part_in_worker(split: Split, item: Candidate, part: int, parts: int) -> PartialEvaluation:
     if _WORKER is None:  # pragma: no cover - the pool's initializer always runs first
         raise RuntimeError("worker process was not initialised")
-    return _WORKER.evaluate(split, item)
-
-
-def work_estimate(candidate: Candidate) -> float:
-    """A number that orders fixed schedules by their evaluation cost: the block passes that merging
-    saves, negated (a token removed before block ``l`` of ``L`` skips ``L - l`` blocks; unitless, <= 0).
-    Threshold configurations, whose cost depends on the images, all get 0."""
-    if candidate.r is None:
-        return 0.0
-    depth = len(candidate.r)
-    return -float(sum((depth - layer) * r for layer, r in enumerate(candidate.r)))
+    return _WORKER.evaluate_part(split, item, part, parts)
 
 
 def process_workers(requested: int | None, q: int, cpus: int | None = None) -> int:
@@ -223,21 +221,26 @@ class ProcessExecutor:
     The workers are spawned (not forked: the driver holds OpenMP threads and possibly CUDA), so a
     script that builds must guard its entry point with ``if __name__ == "__main__":`` as usual for
     multiprocessing. Each loads the driver's weights once with ``runtime.process_threads`` torch
-    threads and evaluates one candidate at a time; a batch's candidates are handed out as workers
-    free up. Closing the executor ends the workers at once (an interrupted build loses only the
-    evaluations in flight, which a resume repeats); a worker that dies (out of memory) fails the
-    build with :class:`WorkerLost` instead of hanging it.
+    threads. Every evaluation is cut into one part per worker (the split's batches dealt out in
+    turn, :meth:`~paretoctl.optimizer.evaluator.Evaluator.evaluate_part`), and the driver adds the
+    parts' hit counts: a lone evaluation (the unmerged reference, the last of a batch) keeps every
+    core busy, and the accuracies are exactly those of one process. Closing the executor ends the
+    workers at once (an interrupted build loses only the evaluations in flight, which a resume
+    repeats); a worker that dies (out of memory) fails the build with :class:`WorkerLost` instead of
+    hanging it.
 
     Args:
         cfg: the build config (``runtime.process_workers``, ``runtime.process_threads``).
         model: the driver's loaded model.
+        evaluators: the driver's evaluator per split, which adds the parts up (it runs no model).
     """
 
-    def __init__(self, cfg: BuildConfig, model: torch.nn.Module) -> None:
+    def __init__(self, cfg: BuildConfig, model: torch.nn.Module, evaluators: Callable[[Split], Evaluator]) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         rt = cfg.runtime
         self.workers = process_workers(rt.process_workers, cfg.search.q)
+        self._evaluators = evaluators
         state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
         self._pool: Any = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -245,21 +248,23 @@ class ProcessExecutor:
 
     def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]:
         work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
-        # The costliest first (longest processing time first): a cheap one left for last keeps a
-        # worker idle for less time than a costly one would. Results still come back in plan order.
-        order = sorted(range(len(work)), key=lambda i: -work_estimate(work[i]))
-        submitted = {i: self._pool.submit(_evaluate_in_worker, split, work[i]) for i in order}
-        futures = [submitted[i] for i in range(len(work))]
+        parts = self.workers
+        # In plan order: every worker takes a share of each evaluation, so no order balances the work
+        # better, and results (and progress) arrive steadily.
+        futures = [[self._pool.submit(_evaluate_part_in_worker, split, c, k, parts) for k in range(parts)]
+                   for c in work]
         try:
-            for f in futures:
+            for item, pieces in zip(work, futures, strict=True):
                 try:
-                    yield f.result()
+                    measured = [f.result() for f in pieces]
                 except BrokenProcessPool as err:
                     raise WorkerLost(f"an evaluation worker process died ({err}); the archive keeps every "
                                      "finished evaluation: run the build again with --resume") from None
+                yield self._evaluators(split).combine(item, measured)
         finally:  # a consumer that stops early (an error, an interrupt) leaves nothing queued
-            for f in futures:
-                f.cancel()
+            for pieces in futures:
+                for f in pieces:
+                    f.cancel()
 
     def close(self) -> None:
         """End the workers now: queued evaluations are cancelled, running ones abandoned."""
@@ -276,5 +281,5 @@ def make_executor(cfg: BuildConfig, model: torch.nn.Module, evaluators: Callable
     if cfg.runtime.executor == "ray":
         return RayExecutor(cfg, model)
     if cfg.runtime.executor == "processes":
-        return ProcessExecutor(cfg, model)
+        return ProcessExecutor(cfg, model, evaluators)
     return LocalExecutor(evaluators)

@@ -25,7 +25,6 @@ from paretoctl.optimizer.executor import (
     make_evaluator,
     process_workers,
     shareable_state,
-    work_estimate,
 )
 from paretoctl.optimizer.space import Candidate
 from tests.optimizer.conftest import SMOKE, smoke_config_text
@@ -141,7 +140,28 @@ def test_process_build_equals_local_build(smoke_build: Path, tmp_path: Path) -> 
 
 def _smoke_executor(tmp_path: Path) -> tuple[ProcessExecutor, list[list[int]]]:
     cfg = load_config(_process_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
-    return ProcessExecutor(cfg, load_model(cfg)), [[0] * 12] * 4
+    model = load_model(cfg)
+    driver = make_evaluator(cfg, "val", model)
+    return ProcessExecutor(cfg, model, lambda _split: driver), [[0] * 12] * 4
+
+
+def test_workers_share_each_evaluation_and_measure_what_the_driver_measures(tmp_path: Path) -> None:
+    """4 batches of 100 dealt to 2 workers: the added parts equal one process's evaluation, for a
+    fixed schedule and for thresholds, and come back in plan order."""
+    cfg = load_config(_process_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
+    model = load_model(cfg)
+    driver = make_evaluator(cfg, "val", model)
+    work = [Candidate(r=(3,) * 12), Candidate(thresholds=(0.9,) * 12), Candidate(r=(0,) * 12)]
+    executor = ProcessExecutor(cfg, model, lambda _split: driver)
+    try:
+        shared = list(executor.evaluate("val", work))
+    finally:
+        executor.close()
+    for candidate, ev in zip(work, shared, strict=True):
+        alone = driver.evaluate_candidate(candidate)
+        assert ev.accuracy == alone.accuracy and ev.costs == alone.costs
+        assert ev.r == alone.r and ev.distribution == alone.distribution
+    assert shared[0].accuracy["awgn"][0].n_images == 400
 
 
 def test_a_killed_worker_fails_the_evaluation_with_a_clear_error(tmp_path: Path) -> None:
@@ -177,12 +197,3 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
-
-
-def test_work_estimate_orders_schedules_by_the_block_passes_they_save() -> None:
-    """Removing 2 tokens before block 0 of 3 saves 2 x 3 passes; before block 2, 2 x 1 (hand count)."""
-    assert work_estimate(Candidate(r=(0, 0, 0))) == 0.0
-    assert work_estimate(Candidate(r=(2, 0, 0))) == -6.0
-    assert work_estimate(Candidate(r=(0, 0, 2))) == -2.0
-    assert work_estimate(Candidate(r=(1, 1, 1))) == -6.0
-    assert work_estimate(Candidate(thresholds=(0.9, 0.9, 0.9))) == 0.0
