@@ -23,4 +23,4 @@ if [ -f "$front" ]; then
   $PY bench/latency_error.py --front "$front" | tee runs/bench/latency_error.md
   $PY bench/headline.py "$front" --work runs/headline | tee runs/bench/headline.md
 fi
-$PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 150 | tee runs/bench/bo_vs_baselines.md
+$PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 480 | tee runs/bench/bo_vs_baselines.md
