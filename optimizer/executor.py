@@ -10,7 +10,7 @@ archive, so a build killed half-way through a batch resumes exactly as a local o
 
 Why worker processes on a CPU: a small ViT's operators are too small for two threads to share
 well (they wait on each other at every operator), so two single-threaded processes evaluate about
-1.5x as many candidates per hour as one two-threaded process (``bench/executors.py``).
+1.3-1.5x as many candidates per hour as one two-threaded process (``bench/executors.py``).
 
 All executors build their evaluators with :func:`make_evaluator` from the same config, so the same
 images, batches and noise seeds give the same accuracies wherever they run (the noise is seeded by

@@ -15,6 +15,7 @@ import pytest
 
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config
+from paretoctl.optimizer.evaluator import Evaluator
 from paretoctl.optimizer.executor import (
     EvalWorker,
     LocalExecutor,
@@ -138,21 +139,19 @@ def test_process_build_equals_local_build(smoke_build: Path, tmp_path: Path) -> 
     assert b["provenance"]["config"]["runtime"]["executor"] == "processes"
 
 
-def _smoke_executor(tmp_path: Path) -> tuple[ProcessExecutor, list[list[int]]]:
+def _smoke_executor(tmp_path: Path) -> tuple[ProcessExecutor, Evaluator]:
+    """Two workers over 4 batches of 100 validation images, and the driver's own evaluator."""
     cfg = load_config(_process_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
     model = load_model(cfg)
     driver = make_evaluator(cfg, "val", model)
-    return ProcessExecutor(cfg, model, lambda _split: driver), [[0] * 12] * 4
+    return ProcessExecutor(cfg, model, lambda _split: driver), driver
 
 
 def test_workers_share_each_evaluation_and_measure_what_the_driver_measures(tmp_path: Path) -> None:
     """4 batches of 100 dealt to 2 workers: the added parts equal one process's evaluation, for a
     fixed schedule and for thresholds, and come back in plan order."""
-    cfg = load_config(_process_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
-    model = load_model(cfg)
-    driver = make_evaluator(cfg, "val", model)
+    executor, driver = _smoke_executor(tmp_path)
     work = [Candidate(r=(3,) * 12), Candidate(thresholds=(0.9,) * 12), Candidate(r=(0,) * 12)]
-    executor = ProcessExecutor(cfg, model, lambda _split: driver)
     try:
         shared = list(executor.evaluate("val", work))
     finally:
@@ -165,7 +164,8 @@ def test_workers_share_each_evaluation_and_measure_what_the_driver_measures(tmp_
 
 
 def test_a_killed_worker_fails_the_evaluation_with_a_clear_error(tmp_path: Path) -> None:
-    executor, schedules = _smoke_executor(tmp_path)
+    executor, _ = _smoke_executor(tmp_path)
+    schedules = [[0] * 12] * 4
     try:
         results = executor.evaluate("val", schedules)
         first = next(results)  # the workers are up and have measured one configuration
@@ -179,7 +179,8 @@ def test_a_killed_worker_fails_the_evaluation_with_a_clear_error(tmp_path: Path)
 
 
 def test_close_ends_the_workers_at_once_even_mid_evaluation(tmp_path: Path) -> None:
-    executor, schedules = _smoke_executor(tmp_path)
+    executor, _ = _smoke_executor(tmp_path)
+    schedules = [[0] * 12] * 4
     results = executor.evaluate("val", schedules * 4)
     next(results)
     procs = list(executor._pool._processes.values())
