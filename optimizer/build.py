@@ -9,7 +9,9 @@ Phases, each resumable from the build directory:
 3. the front: every evaluated schedule (search and marks alike) non-dominated at some (channel, SNR)
    on the validation split in the policy's objectives, capped at ``max_front_configs`` by the policy's
    regret (:func:`select_front`);
-4. the test split: the unmerged model and every front configuration re-measured on held-out images;
+4. the test split: the unmerged model and every front configuration re-measured on held-out images
+   (with worker processes, the unmerged model's pieces are measured ahead, while proposals run:
+   :meth:`BuildContext.proposing`);
 5. ``front.json`` (atomic), ``convergence.json`` and a copy of the config.
 
 Before any of it, the config is checked against the machine (``paretoctl.optimizer.preflight``), the
@@ -161,6 +163,31 @@ class BuildContext:
         evaluator = self.val if split == "val" else self.test
         return (evaluator.evaluate_candidate(c) for c in candidates)
 
+    def evaluate_ahead(self, split: Split, candidate: Candidate, batch_size: int) -> None:
+        """Let the executor measure ``candidate`` on ``split`` in batch-sized pieces while its workers would
+        idle (:meth:`proposing`), if it can; the measurement is the same either way."""
+        ahead = getattr(self.executor, "evaluate_ahead", None)
+        if ahead is not None:
+            ahead(split, candidate, max(1, -(-self.sizes[split] // batch_size)))
+
+    @contextlib.contextmanager
+    def proposing(self) -> Iterator[None]:
+        """Around a proposer's call: with evaluations registered ahead, one worker takes them and the
+        proposer runs on one thread (its small GP operations run about as fast on one thread as on two,
+        ``bench/RESULTS.md``), so a proposal no longer leaves the cores idle."""
+        pieces = getattr(self.executor, "pieces_ahead", None)
+        idle = getattr(self.executor, "while_idle", None)
+        if pieces is None or idle is None or pieces()[0] >= pieces()[1]:
+            yield
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with idle(busy=1):
+                yield
+        finally:
+            torch.set_num_threads(threads)
+
     def spend(self, key: str, started: float) -> None:
         """Add the wall seconds since ``started`` (``time.perf_counter()``) to ``seconds[key]``."""
         self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
@@ -246,7 +273,8 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
             y = torch.tensor([objective_vector(h, ref) for h in hist], dtype=torch.double).reshape(-1, len(OBJECTIVES))
             y_var = torch.tensor([objective_stderr(h) ** 2 for h in hist], dtype=torch.double)
             started = time.perf_counter()
-            planned = proposer.propose(batch, x, y, ref_point, size, y_var=y_var)
+            with ctx.proposing():
+                planned = proposer.propose(batch, x, y, ref_point, size, y_var=y_var)
             ctx.spend(f"{tag}/propose", started)
             ctx.plan.put(tag, batch, planned)
         _check_plan(ctx, tag, batch, planned, size, done)
@@ -351,6 +379,54 @@ def _regret_latency(rec: Mapping[str, Any], profile: Any) -> float:
     return latency_parts(edge, server, uses, profile)[3]
 
 
+@dataclass(frozen=True)
+class RegretTable:
+    """The policy's decisions over a pool of configurations, as the cap by regret sees them.
+
+    Attributes:
+        value: ``[pool, budgets, keys]`` validation accuracy of each pool configuration where it fits
+            the budget, -1 where it does not (keys: every (channel, grid SNR); budgets: every pool latency).
+        best: ``[budgets, keys]`` the pool's answer, the best accuracy within each budget.
+        roi: ``[budgets, keys]`` True where that answer is within ``max_accuracy_drop`` points of the
+            unmerged model (the queries users make).
+    """
+
+    value: torch.Tensor
+    best: torch.Tensor
+    roi: torch.Tensor
+
+    @classmethod
+    def of(cls, pool: Sequence[Mapping[str, Any]], ref: Mapping[str, Any], n_grid: int,
+           max_accuracy_drop: float | None, profile: Any) -> RegretTable:
+        channels = list(ref["accuracy_val"])
+        lat = torch.tensor([_regret_latency(c, profile) for c in pool], dtype=torch.double)
+        budgets = torch.unique(lat)  # the decision only changes at a pool latency
+        fits = lat[:, None] <= budgets[None, :]  # [pool, budgets]
+        acc = torch.tensor([[c["accuracy_val"][ch][i]["mean"] for ch in channels for i in range(n_grid)]
+                            for c in pool], dtype=torch.double)  # [pool, keys]
+        value = torch.where(fits[:, :, None], acc[:, None, :], torch.tensor(-1.0, dtype=torch.double))
+        best = value.max(dim=0).values
+        floor = torch.tensor([ref["accuracy_val"][ch][i]["mean"] - margin(max_accuracy_drop)
+                              for ch in channels for i in range(n_grid)], dtype=torch.double)
+        return cls(value, best, best >= floor[None, :])
+
+    def regret(self, chosen: Sequence[int]) -> torch.Tensor:
+        """``[budgets, keys]`` accuracy lost by answering from the ``chosen`` pool rows only; a query
+        that nothing chosen fits scores its whole answer plus 1, so the greedy cap covers queries first."""
+        reached = self.value[list(chosen)].max(dim=0).values if chosen else torch.full_like(self.best, -1.0)
+        return self.best - reached
+
+    def summary(self, chosen: Sequence[int]) -> dict[str, float | int]:
+        """Regret of ``chosen`` in accuracy points: the worst and mean inside the region of interest
+        and the worst anywhere, with the number of queries (budget x channel x SNR) in each."""
+        regret = torch.minimum(self.regret(chosen), self.best) * 100.0  # an unanswered query loses its answer
+        inside = regret[self.roi]
+        return {"max_roi_points": float(inside.max()) if inside.numel() else 0.0,
+                "mean_roi_points": float(inside.mean()) if inside.numel() else 0.0,
+                "max_points": float(regret.max()) if regret.numel() else 0.0,
+                "queries_roi": int(inside.numel()), "queries": int(regret.numel())}
+
+
 def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
                  cap: int, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
                  profile: Any = None) -> list[dict[str, Any]]:
@@ -360,43 +436,46 @@ def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], s
        SNR) on validation. No latency that grows with edge GFLOPs, server GFLOPs and channel uses
        (the policy's, under any profile, measured or modelled) prefers a schedule left out, so while
        the pool fits ``cap`` the front's decisions equal the best over the whole archive.
-    2. Over the cap, the front is grown greedily by the policy's **regret**: for every (channel,
-       grid SNR, budget at each pool latency under ``profile``), the best pool accuracy within the
-       budget minus the best chosen one. Regret inside the region of interest (queries whose best
-       answer is within ``max_accuracy_drop`` points of the unmerged model there) counts first,
-       everywhere else second, so the front stays exact where users go and keeps cheap
+    2. Over the cap, the front is grown greedily by the policy's **regret** (:class:`RegretTable`):
+       for every (channel, grid SNR, budget at each pool latency under ``profile``), the best pool
+       accuracy within the budget minus the best chosen one. Regret inside the region of interest
+       (queries whose best answer is within ``max_accuracy_drop`` points of the unmerged model there)
+       counts first, everywhere else second, so the front stays exact where users go and keeps cheap
        configurations as far as the cap leaves room. Ties go to fewer GFLOPs, then the id.
+       :func:`front_regret` reports what the cap left.
 
     Returns:
         The chosen records, by total GFLOPs.
     """
-    channels = list(ref["accuracy_val"])
-    on_front = policy_complete_ids(candidates, channels, len(snr_grid))
-    pool = [c for c in candidates if c["id"] in on_front]
+    pool = policy_pool(candidates, ref, len(snr_grid))
     if len(pool) <= cap:
         return sorted(pool, key=lambda c: c["gflops"]["total"])
-    lat = torch.tensor([_regret_latency(c, profile) for c in pool], dtype=torch.double)
-    budgets = torch.unique(lat)  # the decision only changes at a pool latency
-    fits = lat[:, None] <= budgets[None, :]  # [pool, budgets]
-    acc = torch.tensor([[c["accuracy_val"][ch][i]["mean"] for ch in channels for i in range(len(snr_grid))]
-                        for c in pool], dtype=torch.double)  # [pool, keys]
-    value = torch.where(fits[:, :, None], acc[:, None, :], torch.tensor(-1.0, dtype=torch.double))
-    best = value.max(dim=0).values  # [budgets, keys]: the pool's answer
-    floor = torch.tensor([ref["accuracy_val"][ch][i]["mean"] - margin(max_accuracy_drop)
-                          for ch in channels for i in range(len(snr_grid))], dtype=torch.double)
-    roi = best >= floor[None, :]
-    reached = torch.full_like(best, -1.0)
+    table = RegretTable.of(pool, ref, len(snr_grid), max_accuracy_drop, profile)
     chosen: list[int] = []
 
     def score(k: int) -> tuple[float, float, float, str]:
-        regret = best - torch.maximum(reached, value[k])
-        return float(regret[roi].sum()), float(regret.sum()), pool[k]["gflops"]["total"], str(pool[k]["id"])
+        regret = table.regret([*chosen, k])
+        return float(regret[table.roi].sum()), float(regret.sum()), pool[k]["gflops"]["total"], str(pool[k]["id"])
 
     while len(chosen) < cap:
-        k_best = min((k for k in range(len(pool)) if k not in chosen), key=score)
-        chosen.append(k_best)
-        reached = torch.maximum(reached, value[k_best])
+        chosen.append(min((k for k in range(len(pool)) if k not in chosen), key=score))
     return sorted((pool[k] for k in chosen), key=lambda c: c["gflops"]["total"])
+
+
+def policy_pool(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], n_grid: int) -> list[dict[str, Any]]:
+    """The candidates the policy could ever prefer (:func:`policy_complete_ids`), in the given order."""
+    on_front = policy_complete_ids(candidates, list(ref["accuracy_val"]), n_grid)
+    return [c for c in candidates if c["id"] in on_front]
+
+
+def front_regret(candidates: Sequence[dict[str, Any]], front: Sequence[Mapping[str, Any]], ref: Mapping[str, Any],
+                 n_grid: int, max_accuracy_drop: float | None, profile: Any = None) -> dict[str, float | int]:
+    """What answering from ``front`` instead of every candidate costs the policy, on validation
+    (:meth:`RegretTable.summary`): all zeros when the front holds the whole policy pool."""
+    pool = policy_pool(candidates, ref, n_grid)
+    table = RegretTable.of(pool, ref, n_grid, max_accuracy_drop, profile)
+    kept = {str(c["id"]) for c in front}
+    return table.summary([k for k, c in enumerate(pool) if str(c["id"]) in kept])
 
 
 def _package_versions() -> dict[str, str]:
@@ -581,6 +660,9 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
     cleanup.callback(ctx.close)  # stops Ray actors (and a Ray instance the build started), even on errors
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
+    if not any(t["method"] == "reference" for t in ctx.test_archive):
+        # Always re-measured on test: its pieces fill the cores the proposals leave idle.
+        ctx.evaluate_ahead("test", record_candidate(ref), cfg.data.batch_size)
     by_method: dict[str, list[dict[str, Any]]] = {}
     marks = (run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag=MARKS_TAG, space=ctx.space)
              if s.uniform_marks else [])
@@ -604,6 +686,8 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
     searched = [with_id(r) for r in marks] + [with_id(r) for recs in by_method.values() for r in recs]
     front = select_front([with_id(ref), *searched], with_id(ref), grid, s.max_front_configs, s.max_accuracy_drop,
                          profile=ctx.profile)
+    conv["front_regret"] = front_regret([with_id(ref), *searched], front, with_id(ref), len(grid),
+                                        s.max_accuracy_drop, ctx.profile)
     candidates = [with_id(ref)] + [c for c in front if c["id"] != config_id(ref)]
     final, seen = [], set()
     for c in candidates:  # one entry per configuration: the reference first, then the front by GFLOPs

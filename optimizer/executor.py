@@ -19,12 +19,16 @@ images, batches and noise seeds give the same accuracies wherever they run (the 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
@@ -32,7 +36,7 @@ import torch
 from paretoctl.optimizer.config import BuildConfig, ConfigError
 from paretoctl.optimizer.evaluator import Evaluation, Evaluator, PartialEvaluation
 from paretoctl.optimizer.runtime import resolve_device, set_threads
-from paretoctl.optimizer.space import Candidate
+from paretoctl.optimizer.space import Candidate, CandidateKey
 
 Split = Literal["val", "test"]
 
@@ -215,6 +219,16 @@ def process_workers(requested: int | None, q: int, cpus: int | None = None) -> i
     return max(1, min(q, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
+@dataclass
+class _Ahead:
+    """An evaluation started before its turn, one piece (a ``parts``-th of the split) at a time."""
+
+    split: Split
+    item: Candidate
+    parts: int
+    pieces: list[Future[PartialEvaluation]] = field(default_factory=list)
+
+
 class ProcessExecutor:
     """Evaluations in worker processes on this machine (``runtime.executor: processes``).
 
@@ -227,7 +241,8 @@ class ProcessExecutor:
     core busy, and the accuracies are exactly those of one process. Closing the executor ends the
     workers at once (an interrupted build loses only the evaluations in flight, which a resume
     repeats); a worker that dies (out of memory) fails the build with :class:`WorkerLost` instead of
-    hanging it.
+    hanging it. An evaluation known to be needed later can be registered ahead
+    (:meth:`evaluate_ahead`) to fill the time the caller leaves the workers idle (:meth:`while_idle`).
 
     Args:
         cfg: the build config (``runtime.process_workers``, ``runtime.process_threads``).
@@ -245,14 +260,72 @@ class ProcessExecutor:
         self._pool: Any = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker, initargs=(cfg, state, rt.process_threads))
+        self._ahead: dict[tuple[Split, CandidateKey], _Ahead] = {}
+        self._lock = threading.Lock()  # the feeder thread of while_idle and the caller both submit pieces
+
+    def evaluate_ahead(self, split: Split, item: Work, parts: int) -> None:
+        """Let ``item``'s evaluation on ``split`` run, in ``parts`` pieces, whenever the caller leaves the
+        workers idle (:meth:`while_idle`); :meth:`evaluate` of the same configuration later takes the
+        pieces done and runs the rest. The result is the same as without (the parts add up exactly)."""
+        c = Candidate.of(item)
+        with self._lock:
+            self._ahead.setdefault((split, c.key), _Ahead(split, c, parts))
+
+    def pieces_ahead(self) -> tuple[int, int]:
+        """(pieces started, pieces registered) of the evaluations registered ahead and not yet taken."""
+        with self._lock:
+            return sum(len(a.pieces) for a in self._ahead.values()), sum(a.parts for a in self._ahead.values())
+
+    def _start_piece(self) -> Future[PartialEvaluation] | None:
+        with self._lock:
+            job = next((a for a in self._ahead.values() if len(a.pieces) < a.parts), None)
+            if job is None:
+                return None
+            piece: Future[PartialEvaluation] = self._pool.submit(
+                _evaluate_part_in_worker, job.split, job.item, len(job.pieces), job.parts)
+            job.pieces.append(piece)
+            return piece
+
+    @contextlib.contextmanager
+    def while_idle(self, busy: int = 1) -> Iterator[None]:
+        """While the caller computes (a proposal), keep ``busy`` workers on the evaluations registered
+        ahead, one piece at a time. Pieces still running at exit finish before later work starts."""
+        stop = threading.Event()
+
+        def feed() -> None:
+            running: list[Future[PartialEvaluation]] = []
+            while not stop.is_set():
+                running = [f for f in running if not f.done()]
+                while len(running) < busy and (piece := self._start_piece()) is not None:
+                    running.append(piece)
+                if not running:
+                    return
+                wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
+
+        feeder = threading.Thread(target=feed, name="paretoctl-idle-feeder", daemon=True)
+        feeder.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            feeder.join()
+
+    def _pieces(self, split: Split, c: Candidate) -> list[Future[PartialEvaluation]]:
+        """Every piece of ``c``'s evaluation, submitted now unless it was started ahead."""
+        with self._lock:
+            job = self._ahead.pop((split, c.key), None)
+            if job is None:
+                return [self._pool.submit(_evaluate_part_in_worker, split, c, k, self.workers)
+                        for k in range(self.workers)]
+            job.pieces += [self._pool.submit(_evaluate_part_in_worker, split, c, k, job.parts)
+                           for k in range(len(job.pieces), job.parts)]
+            return job.pieces
 
     def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]:
         work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
-        parts = self.workers
         # In plan order: every worker takes a share of each evaluation, so no order balances the work
         # better, and results (and progress) arrive steadily.
-        futures = [[self._pool.submit(_evaluate_part_in_worker, split, c, k, parts) for k in range(parts)]
-                   for c in work]
+        futures = [self._pieces(split, c) for c in work]
         try:
             for item, pieces in zip(work, futures, strict=True):
                 try:

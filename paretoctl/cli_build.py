@@ -88,18 +88,25 @@ def build(
         fail(ExitCode.INTERRUPTED, f"interrupted; what was recorded is kept, resume with "
                                    f"`{_resume_hint(config, out, budget, seed)}`")
     console.print(f"[green]front written:[/green] {path}")
-    _print_time_spent(console, out)
+    _print_summary(console, out)
 
 
-def _print_time_spent(console: Any, out: Path) -> None:
-    """Where this session's wall time went, stage by stage (``convergence.json``'s ``seconds``): loading,
-    each search's proposing (GP fit + acquisition) and evaluating, the test split, the timing."""
+def _print_summary(console: Any, out: Path) -> None:
+    """What the front's cap cost the policy (``convergence.json``'s ``front_regret``), and where this
+    session's wall time went, stage by stage (its ``seconds``): loading, each search's proposing (GP fit
+    + acquisition) and evaluating, the test split, the timing."""
     import json
 
     try:
-        seconds: dict[str, float] = json.loads((out / "convergence.json").read_text()).get("seconds", {})
+        conv = json.loads((out / "convergence.json").read_text())
     except (OSError, ValueError):
         return
+    regret = conv.get("front_regret")
+    if regret:
+        console.print(f"front vs every evaluation, on validation: policy regret inside the region of interest "
+                      f"at most {regret['max_roi_points']:.2f} points, mean {regret['mean_roi_points']:.3f} "
+                      f"({regret['queries_roi']} budget x channel x SNR queries)")
+    seconds: dict[str, float] = conv.get("seconds", {})
     if not seconds:
         return
     stages: dict[str, list[str]] = {}

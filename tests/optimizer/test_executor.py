@@ -163,6 +163,31 @@ def test_workers_share_each_evaluation_and_measure_what_the_driver_measures(tmp_
     assert shared[0].accuracy["awgn"][0].n_images == 400
 
 
+def test_work_registered_ahead_runs_only_while_idle_and_changes_nothing(tmp_path: Path) -> None:
+    """An evaluation registered ahead starts no piece until the caller leaves the workers idle; the
+    evaluation that then takes its pieces equals one process's."""
+    executor, driver = _smoke_executor(tmp_path)
+    ahead, other = Candidate(r=(2,) * 12), Candidate(r=(3,) * 12)
+    try:
+        executor.evaluate_ahead("val", ahead, parts=4)
+        time.sleep(0.5)
+        assert executor.pieces_ahead() == (0, 4)
+        deadline = time.monotonic() + 120
+        with executor.while_idle(busy=1):  # stands for a proposal: the driver computes, workers would idle
+            while executor.pieces_ahead()[0] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        started, registered = executor.pieces_ahead()
+        assert 2 <= started <= registered == 4
+        got = list(executor.evaluate("val", [other, ahead]))
+        assert executor.pieces_ahead() == (0, 0)  # taken by the evaluation
+    finally:
+        executor.close()
+    for candidate, ev in zip([other, ahead], got, strict=True):
+        alone = driver.evaluate_candidate(candidate)
+        assert ev.accuracy == alone.accuracy and ev.costs == alone.costs
+    assert got[1].accuracy["awgn"][0].n_images == 400
+
+
 def test_a_killed_worker_fails_the_evaluation_with_a_clear_error(tmp_path: Path) -> None:
     executor, _ = _smoke_executor(tmp_path)
     schedules = [[0] * 12] * 4

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from paretoctl.optimizer.archive import JsonlArchive
-from paretoctl.optimizer.build import config_id, policy_complete_ids, run_build, select_front
+from paretoctl.optimizer.build import config_id, front_regret, policy_complete_ids, run_build, select_front
 from paretoctl.optimizer.config import load_config
 from paretoctl.service.latency import latency_parts, load_profile
 from paretoctl.service.policy import select
@@ -140,3 +140,19 @@ def test_over_the_cap_the_regret_decides() -> None:
     # Greedy: y first (alone it leaves 0.009 + 0.01 in the region, >= 0.87). Then {ref, y} leaves 0.009
     # at budget 1.05 (x missing), {x, y} only 0.001 at 2.1; the cheap z (far outside) cannot compete.
     assert sorted(chosen) == ["x", "y"]
+
+
+def test_front_regret_reports_what_the_cap_left() -> None:
+    # The records of the test above; {x, y} is the cap-2 front. Queries at budgets 0.3, 0.55, 1.05, 2.1:
+    # best answers z .60, y .89, x .899, ref .90; {x, y} answers nothing, .89, .899, .899.
+    ref = _rec("unmerged", 0.90, 1.0, 1.0, 100)
+    x = _rec("x", 0.899, 0.5, 0.5, 50)
+    y = _rec("y", 0.89, 0.25, 0.25, 50)
+    z = _rec("z", 0.60, 0.1, 0.15, 50)
+    pool = [ref, x, y, z]
+    got = front_regret(pool, [x, y], ref, 1, max_accuracy_drop=3.0)
+    # Inside the region (best >= 0.87): budgets 0.55, 1.05, 2.1 with regret 0, 0, 0.1 points.
+    assert got["queries_roi"] == 3 and got["queries"] == 4
+    assert got["max_roi_points"] == pytest.approx(0.1) and got["mean_roi_points"] == pytest.approx(0.1 / 3)
+    assert got["max_points"] == pytest.approx(60.0)  # budget 0.3: only z fits, and it was left out
+    assert front_regret(pool, pool, ref, 1, max_accuracy_drop=3.0)["max_points"] == 0.0
