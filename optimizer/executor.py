@@ -287,12 +287,16 @@ class ProcessExecutor:
             return piece
 
     @contextlib.contextmanager
-    def while_idle(self, busy: int = 1) -> Iterator[None]:
+    def while_idle(self, busy: int = 1, after_s: float = 0.5) -> Iterator[None]:
         """While the caller computes (a proposal), keep ``busy`` workers on the evaluations registered
-        ahead, one piece at a time. Pieces still running at exit finish before later work starts."""
+        ahead, one piece at a time, once the caller has computed for ``after_s`` seconds (a quick
+        proposal leaves nothing worth filling: a piece started then only delays the next batch).
+        Pieces still running at exit finish before later work starts."""
         stop = threading.Event()
 
         def feed() -> None:
+            if stop.wait(after_s):
+                return
             running: list[Future[PartialEvaluation]] = []
             while not stop.is_set():
                 running = [f for f in running if not f.done()]

@@ -170,7 +170,8 @@ def test_work_registered_ahead_runs_only_while_idle_and_changes_nothing(tmp_path
     ahead, other = Candidate(r=(2,) * 12), Candidate(r=(3,) * 12)
     try:
         executor.evaluate_ahead("val", ahead, parts=4)
-        time.sleep(0.5)
+        with executor.while_idle(busy=1, after_s=5.0):
+            time.sleep(0.5)  # a quick proposal: nothing worth filling
         assert executor.pieces_ahead() == (0, 4)
         deadline = time.monotonic() + 120
         with executor.while_idle(busy=1):  # stands for a proposal: the driver computes, workers would idle
