@@ -468,14 +468,38 @@ def policy_pool(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], n_
     return [c for c in candidates if c["id"] in on_front]
 
 
+LOSS_LEVELS = (0.25, 0.5, 1.0, 2.0)
+"""Accuracy losses (points below the unmerged model) users ask for; :func:`front_regret` checks each."""
+
+
 def front_regret(candidates: Sequence[dict[str, Any]], front: Sequence[Mapping[str, Any]], ref: Mapping[str, Any],
-                 n_grid: int, max_accuracy_drop: float | None, profile: Any = None) -> dict[str, float | int]:
-    """What answering from ``front`` instead of every candidate costs the policy, on validation
-    (:meth:`RegretTable.summary`): all zeros when the front holds the whole policy pool."""
+                 n_grid: int, max_accuracy_drop: float | None, profile: Any = None,
+                 levels: Sequence[float] = LOSS_LEVELS) -> dict[str, Any]:
+    """What answering from ``front`` (and the unmerged model, always served) instead of every candidate
+    costs, on validation; all zeros when the front holds the whole policy pool.
+
+    Two views of the same trade-off: by budget, the policy's accuracy regret (:meth:`RegretTable.summary`);
+    by loss level, ``level_gap_points``, the largest shortfall in FLOPs saved (percentage points of the
+    unmerged model's GFLOPs) between the cheapest front and the cheapest candidate within each of
+    ``levels`` points of the unmerged model, over every (channel, grid SNR); ``level_gap_at`` says where.
+    """
     pool = policy_pool(candidates, ref, n_grid)
     table = RegretTable.of(pool, ref, n_grid, max_accuracy_drop, profile)
-    kept = {str(c["id"]) for c in front}
-    return table.summary([k for k, c in enumerate(pool) if str(c["id"]) in kept])
+    kept = {str(c["id"]) for c in front} | {str(ref["id"])}
+    out: dict[str, Any] = dict(table.summary([k for k, c in enumerate(pool) if str(c["id"]) in kept]))
+    full = ref["gflops"]["total"]
+    gap, where = 0.0, None
+    for ch in ref["accuracy_val"]:
+        for i in range(n_grid):
+            for level in levels:
+                floor = ref["accuracy_val"][ch][i]["mean"] - level / 100.0 - 1e-12
+                within = [c for c in candidates if c["accuracy_val"][ch][i]["mean"] >= floor]
+                best = min(c["gflops"]["total"] for c in within)
+                served = min(c["gflops"]["total"] for c in within if str(c["id"]) in kept)
+                if (served - best) / full * 100.0 > gap:
+                    gap, where = (served - best) / full * 100.0, {"channel": ch, "snr_index": i, "level": level}
+    out.update(level_gap_points=gap, level_gap_at=where)
+    return out
 
 
 def _package_versions() -> dict[str, str]:

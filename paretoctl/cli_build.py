@@ -105,7 +105,8 @@ def _print_summary(console: Any, out: Path) -> None:
     if regret:
         console.print(f"front vs every evaluation, on validation: policy regret inside the region of interest "
                       f"at most {regret['max_roi_points']:.2f} points, mean {regret['mean_roi_points']:.3f} "
-                      f"({regret['queries_roi']} budget x channel x SNR queries)")
+                      f"({regret['queries_roi']} budget x channel x SNR queries); FLOPs saved at each loss level "
+                      f"at most {regret.get('level_gap_points', 0.0):.1f} points short of the best evaluated")
     seconds: dict[str, float] = conv.get("seconds", {})
     if not seconds:
         return

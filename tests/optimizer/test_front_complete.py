@@ -143,16 +143,24 @@ def test_over_the_cap_the_regret_decides() -> None:
 
 
 def test_front_regret_reports_what_the_cap_left() -> None:
-    # The records of the test above; {x, y} is the cap-2 front. Queries at budgets 0.3, 0.55, 1.05, 2.1:
-    # best answers z .60, y .89, x .899, ref .90; {x, y} answers nothing, .89, .899, .899.
+    # The records of the test above; the unmerged model is always served. Queries at budgets 0.3, 0.55,
+    # 1.05, 2.1: the best answers are z .60, y .89, x .899, ref .90 (the last three inside the region).
     ref = _rec("unmerged", 0.90, 1.0, 1.0, 100)
     x = _rec("x", 0.899, 0.5, 0.5, 50)
     y = _rec("y", 0.89, 0.25, 0.25, 50)
     z = _rec("z", 0.60, 0.1, 0.15, 50)
     pool = [ref, x, y, z]
     got = front_regret(pool, [x, y], ref, 1, max_accuracy_drop=3.0)
-    # Inside the region (best >= 0.87): budgets 0.55, 1.05, 2.1 with regret 0, 0, 0.1 points.
     assert got["queries_roi"] == 3 and got["queries"] == 4
-    assert got["max_roi_points"] == pytest.approx(0.1) and got["mean_roi_points"] == pytest.approx(0.1 / 3)
+    assert got["max_roi_points"] == 0.0 and got["mean_roi_points"] == 0.0
     assert got["max_points"] == pytest.approx(60.0)  # budget 0.3: only z fits, and it was left out
+    # By loss level (GFLOPs: ref 2, x 1, y 0.5, z 0.25): within 0.25 and 0.5 points x is the cheapest,
+    # within 1 and 2 points y; {x, y} serves every level at its cheapest.
+    assert got["level_gap_points"] == 0.0 and got["level_gap_at"] is None
+    alone = front_regret(pool, [y], ref, 1, max_accuracy_drop=3.0)
+    assert alone["max_roi_points"] == pytest.approx(0.9)  # budget 1.05 gets y (.89), not x (.899)
+    assert alone["mean_roi_points"] == pytest.approx(0.3)
+    # Within 0.25 points only x or the unmerged model qualify: 0% saved instead of 50%.
+    assert alone["level_gap_points"] == pytest.approx(50.0)
+    assert alone["level_gap_at"] == {"channel": "awgn", "snr_index": 0, "level": 0.25}
     assert front_regret(pool, pool, ref, 1, max_accuracy_drop=3.0)["max_points"] == 0.0
