@@ -7,8 +7,8 @@ Phases, each resumable from the build directory:
 2. the search method (BoTorch by default) up to its budget, then any configured baselines, each
    batch planned durably before it is evaluated;
 3. the front: every evaluated schedule (search and marks alike) non-dominated at some (channel, SNR)
-   on the validation split in the policy's objectives, capped at ``max_front_configs`` by the policy's
-   regret (:func:`select_front`);
+   on the validation split in the policy's objectives, capped at ``max_front_configs`` by what users
+   would lose, per budget and per loss level (:func:`select_front`);
 4. the test split: the unmerged model and every front configuration re-measured on held-out images
    (with worker processes, the unmerged model's pieces are measured ahead, while proposals run:
    :meth:`BuildContext.proposing`);
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -379,52 +380,84 @@ def _regret_latency(rec: Mapping[str, Any], profile: Any) -> float:
     return latency_parts(edge, server, uses, profile)[3]
 
 
+LOSS_LEVELS = (0.25, 0.5, 1.0, 2.0)
+"""Accuracy losses (points below the unmerged model) users ask for: the front keeps its cheapest
+configuration at each, per (channel, grid SNR), as far as the cap allows (:func:`select_front`)."""
+
+
 @dataclass(frozen=True)
 class RegretTable:
-    """The policy's decisions over a pool of configurations, as the cap by regret sees them.
+    """The policy's decisions over a pool of configurations in two views, as the cap sees them.
+
+    Row 0 is the unmerged model, which every front serves; rows ``1..`` are the pool. Keys are every
+    (channel, grid SNR).
 
     Attributes:
-        value: ``[pool, budgets, keys]`` validation accuracy of each pool configuration where it fits
-            the budget, -1 where it does not (keys: every (channel, grid SNR); budgets: every pool latency).
+        rows: the records, the unmerged model first.
+        value: ``[rows, budgets, keys]`` validation accuracy of each configuration where it fits the
+            budget, -1 where it does not (budgets: every configuration's latency).
         best: ``[budgets, keys]`` the pool's answer, the best accuracy within each budget.
         roi: ``[budgets, keys]`` True where that answer is within ``max_accuracy_drop`` points of the
             unmerged model (the queries users make).
+        cost: ``[rows, keys x levels]`` GFLOPs relative to the unmerged model where a configuration is
+            within the loss level of the unmerged model at that key, +inf where it is not.
     """
 
+    rows: list[Mapping[str, Any]]
     value: torch.Tensor
     best: torch.Tensor
     roi: torch.Tensor
+    cost: torch.Tensor
 
     @classmethod
     def of(cls, pool: Sequence[Mapping[str, Any]], ref: Mapping[str, Any], n_grid: int,
-           max_accuracy_drop: float | None, profile: Any) -> RegretTable:
+           max_accuracy_drop: float | None, profile: Any, levels: Sequence[float] = LOSS_LEVELS) -> RegretTable:
+        rows = [ref, *(c for c in pool if str(c["id"]) != str(ref["id"]))]
         channels = list(ref["accuracy_val"])
-        lat = torch.tensor([_regret_latency(c, profile) for c in pool], dtype=torch.double)
-        budgets = torch.unique(lat)  # the decision only changes at a pool latency
-        fits = lat[:, None] <= budgets[None, :]  # [pool, budgets]
+        lat = torch.tensor([_regret_latency(c, profile) for c in rows], dtype=torch.double)
+        budgets = torch.unique(lat)  # the decision only changes at a configuration's latency
+        fits = lat[:, None] <= budgets[None, :]  # [rows, budgets]
         acc = torch.tensor([[c["accuracy_val"][ch][i]["mean"] for ch in channels for i in range(n_grid)]
-                            for c in pool], dtype=torch.double)  # [pool, keys]
+                            for c in rows], dtype=torch.double)  # [rows, keys]
         value = torch.where(fits[:, :, None], acc[:, None, :], torch.tensor(-1.0, dtype=torch.double))
         best = value.max(dim=0).values
-        floor = torch.tensor([ref["accuracy_val"][ch][i]["mean"] - margin(max_accuracy_drop)
-                              for ch in channels for i in range(n_grid)], dtype=torch.double)
-        return cls(value, best, best >= floor[None, :])
+        floor = acc[0] - margin(max_accuracy_drop)
+        drops = torch.tensor(levels, dtype=torch.double) / 100.0
+        within = acc[:, :, None] >= acc[0][None, :, None] - drops[None, None, :] - 1e-12  # [rows, keys, levels]
+        gflops = torch.tensor([c["gflops"]["total"] / ref["gflops"]["total"] for c in rows], dtype=torch.double)
+        cost = torch.where(within, gflops[:, None, None], torch.tensor(math.inf, dtype=torch.double))
+        return cls(rows, value, best, best >= floor[None, :], cost.flatten(1))
 
     def regret(self, chosen: Sequence[int]) -> torch.Tensor:
-        """``[budgets, keys]`` accuracy lost by answering from the ``chosen`` pool rows only; a query
-        that nothing chosen fits scores its whole answer plus 1, so the greedy cap covers queries first."""
-        reached = self.value[list(chosen)].max(dim=0).values if chosen else torch.full_like(self.best, -1.0)
+        """``[budgets, keys]`` accuracy lost by answering from rows ``chosen`` and the unmerged model; a
+        query that nothing chosen fits scores its whole answer plus 1, so the greedy cap covers queries first."""
+        reached = self.value[[0, *chosen]].max(dim=0).values
         return self.best - reached
 
-    def summary(self, chosen: Sequence[int]) -> dict[str, float | int]:
-        """Regret of ``chosen`` in accuracy points: the worst and mean inside the region of interest
-        and the worst anywhere, with the number of queries (budget x channel x SNR) in each."""
+    def level_gap(self, chosen: Sequence[int]) -> torch.Tensor:
+        """``[keys x levels]`` FLOPs saved (fraction of the unmerged model's) that the cheapest of rows
+        ``chosen`` and the unmerged model falls short of the pool's cheapest at each loss level."""
+        return self.cost[[0, *chosen]].min(dim=0).values - self.cost.min(dim=0).values
+
+    def summary(self, chosen: Sequence[int], levels: Sequence[float] = LOSS_LEVELS) -> dict[str, Any]:
+        """What answering from rows ``chosen`` (and the unmerged model) costs, in points: by budget, the
+        worst and mean accuracy regret inside the region and the worst anywhere, with the number of
+        queries (budget x channel x SNR) in each; by loss level, the worst shortfall in FLOPs saved
+        (``level_gap_points``) and where (``level_gap_at``: channel, grid SNR index, level)."""
         regret = torch.minimum(self.regret(chosen), self.best) * 100.0  # an unanswered query loses its answer
         inside = regret[self.roi]
+        gap = self.level_gap(chosen) * 100.0
+        worst = int(gap.argmax()) if gap.numel() else 0
+        channels, n_levels = list(self.rows[0]["accuracy_val"]), len(levels)
+        n_grid = gap.numel() // max(len(channels) * n_levels, 1)
+        key, level = divmod(worst, n_levels)
+        at = ({"channel": channels[key // n_grid], "snr_index": key % n_grid, "level": float(levels[level])}
+              if gap.numel() and float(gap[worst]) > 0 else None)
         return {"max_roi_points": float(inside.max()) if inside.numel() else 0.0,
                 "mean_roi_points": float(inside.mean()) if inside.numel() else 0.0,
                 "max_points": float(regret.max()) if regret.numel() else 0.0,
-                "queries_roi": int(inside.numel()), "queries": int(regret.numel())}
+                "queries_roi": int(inside.numel()), "queries": int(regret.numel()),
+                "level_gap_points": float(gap.max()) if gap.numel() else 0.0, "level_gap_at": at}
 
 
 def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], snr_grid: Sequence[float],
@@ -436,16 +469,18 @@ def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], s
        SNR) on validation. No latency that grows with edge GFLOPs, server GFLOPs and channel uses
        (the policy's, under any profile, measured or modelled) prefers a schedule left out, so while
        the pool fits ``cap`` the front's decisions equal the best over the whole archive.
-    2. Over the cap, the front is grown greedily by the policy's **regret** (:class:`RegretTable`):
-       for every (channel, grid SNR, budget at each pool latency under ``profile``), the best pool
-       accuracy within the budget minus the best chosen one. Regret inside the region of interest
-       (queries whose best answer is within ``max_accuracy_drop`` points of the unmerged model there)
-       counts first, everywhere else second, so the front stays exact where users go and keeps cheap
+    2. Over the cap, the front is grown greedily from the unmerged model (always served, not counted)
+       by what users would lose (:class:`RegretTable`), in two views of the same trade-off, each a
+       fraction: by budget, the accuracy regret of every (channel, grid SNR, budget at each pool
+       latency under ``profile``) query inside the region of interest (the best answer within
+       ``max_accuracy_drop`` points of the unmerged model); by loss level, the FLOPs saving missed at
+       each of :data:`LOSS_LEVELS` per (channel, grid SNR). Their sum counts first, the regret
+       everywhere second, so the front stays close to exact where users go and keeps cheap
        configurations as far as the cap leaves room. Ties go to fewer GFLOPs, then the id.
        :func:`front_regret` reports what the cap left.
 
     Returns:
-        The chosen records, by total GFLOPs.
+        The chosen records, by total GFLOPs (the unmerged model among them only while the pool fits).
     """
     pool = policy_pool(candidates, ref, len(snr_grid))
     if len(pool) <= cap:
@@ -455,11 +490,14 @@ def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], s
 
     def score(k: int) -> tuple[float, float, float, str]:
         regret = table.regret([*chosen, k])
-        return float(regret[table.roi].sum()), float(regret.sum()), pool[k]["gflops"]["total"], str(pool[k]["id"])
+        missed = table.level_gap([*chosen, k]).clamp(max=1.0)  # a level nothing chosen meets misses all of it
+        row = table.rows[k]
+        return (float(regret[table.roi].sum() + missed.sum()), float(regret.sum()), row["gflops"]["total"],
+                str(row["id"]))
 
-    while len(chosen) < cap:
-        chosen.append(min((k for k in range(len(pool)) if k not in chosen), key=score))
-    return sorted((pool[k] for k in chosen), key=lambda c: c["gflops"]["total"])
+    while len(chosen) < min(cap, len(table.rows) - 1):
+        chosen.append(min((k for k in range(1, len(table.rows)) if k not in chosen), key=score))
+    return sorted((dict(table.rows[k]) for k in chosen), key=lambda c: c["gflops"]["total"])
 
 
 def policy_pool(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], n_grid: int) -> list[dict[str, Any]]:
@@ -468,38 +506,17 @@ def policy_pool(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], n_
     return [c for c in candidates if c["id"] in on_front]
 
 
-LOSS_LEVELS = (0.25, 0.5, 1.0, 2.0)
-"""Accuracy losses (points below the unmerged model) users ask for; :func:`front_regret` checks each."""
-
-
 def front_regret(candidates: Sequence[dict[str, Any]], front: Sequence[Mapping[str, Any]], ref: Mapping[str, Any],
-                 n_grid: int, max_accuracy_drop: float | None, profile: Any = None,
-                 levels: Sequence[float] = LOSS_LEVELS) -> dict[str, Any]:
-    """What answering from ``front`` (and the unmerged model, always served) instead of every candidate
-    costs, on validation; all zeros when the front holds the whole policy pool.
-
-    Two views of the same trade-off: by budget, the policy's accuracy regret (:meth:`RegretTable.summary`);
-    by loss level, ``level_gap_points``, the largest shortfall in FLOPs saved (percentage points of the
-    unmerged model's GFLOPs) between the cheapest front and the cheapest candidate within each of
-    ``levels`` points of the unmerged model, over every (channel, grid SNR); ``level_gap_at`` says where.
+                 n_grid: int, max_accuracy_drop: float | None, profile: Any = None) -> dict[str, Any]:
+    """What answering from ``front`` (and the unmerged model, always served) instead of every
+    candidate costs, on validation (:meth:`RegretTable.summary`); all zeros when the front holds the
+    whole policy pool. Two views of the same trade-off: by budget, the policy's accuracy regret; by
+    loss level, the largest shortfall in FLOPs saved (points of the unmerged model's GFLOPs) between
+    the front's cheapest and the pool's cheapest configuration within each of :data:`LOSS_LEVELS`.
     """
-    pool = policy_pool(candidates, ref, n_grid)
-    table = RegretTable.of(pool, ref, n_grid, max_accuracy_drop, profile)
-    kept = {str(c["id"]) for c in front} | {str(ref["id"])}
-    out: dict[str, Any] = dict(table.summary([k for k, c in enumerate(pool) if str(c["id"]) in kept]))
-    full = ref["gflops"]["total"]
-    gap, where = 0.0, None
-    for ch in ref["accuracy_val"]:
-        for i in range(n_grid):
-            for level in levels:
-                floor = ref["accuracy_val"][ch][i]["mean"] - level / 100.0 - 1e-12
-                within = [c for c in candidates if c["accuracy_val"][ch][i]["mean"] >= floor]
-                best = min(c["gflops"]["total"] for c in within)
-                served = min(c["gflops"]["total"] for c in within if str(c["id"]) in kept)
-                if (served - best) / full * 100.0 > gap:
-                    gap, where = (served - best) / full * 100.0, {"channel": ch, "snr_index": i, "level": level}
-    out.update(level_gap_points=gap, level_gap_at=where)
-    return out
+    table = RegretTable.of(policy_pool(candidates, ref, n_grid), ref, n_grid, max_accuracy_drop, profile)
+    kept = {str(c["id"]) for c in front}
+    return table.summary([k for k in range(1, len(table.rows)) if str(table.rows[k]["id"]) in kept])
 
 
 def _package_versions() -> dict[str, str]:

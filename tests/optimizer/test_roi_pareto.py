@@ -62,10 +62,12 @@ def test_front_thinning_fills_the_region_first() -> None:
               for k, d in enumerate((0.002, 0.005, 0.01, 0.02))]
     # 10-point losses at a fifth of the cost: worth far more wide-region hypervolume than the light ones.
     cheap = [record(f"cheap{k}", [0.70, 0.78, 0.80 - 0.01 * k], 0.2 - 0.05 * k, 20 - 5 * k) for k in range(3)]
-    chosen = {c["id"] for c in select_front([REF, *inside, *cheap], REF, grid, cap=5, max_accuracy_drop=3.0)}
-    assert chosen == {"unmerged", "in0", "in1", "in2", "in3"}
-    # With room left, the wide region's hypervolume picks among the cheap ones.
-    assert len({c["id"] for c in select_front([REF, *inside, *cheap], REF, grid, cap=6)} - chosen) == 1
+    # The unmerged model is always served and takes no place under the cap.
+    chosen = {c["id"] for c in select_front([REF, *inside, *cheap], REF, grid, cap=4, max_accuracy_drop=3.0)}
+    assert chosen == {"in0", "in1", "in2", "in3"}
+    # With room left, one of the cheap ones joins.
+    more = {c["id"] for c in select_front([REF, *inside, *cheap], REF, grid, cap=5, max_accuracy_drop=3.0)}
+    assert chosen < more and len(more - chosen) == 1 and (more - chosen) <= {"cheap0", "cheap1", "cheap2"}
 
 
 def test_design_floor_reaches_the_nearest_known_failure() -> None:
