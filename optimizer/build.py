@@ -178,7 +178,8 @@ class BuildContext:
         ``bench/RESULTS.md``), so a proposal no longer leaves the cores idle."""
         pieces = getattr(self.executor, "pieces_ahead", None)
         idle = getattr(self.executor, "while_idle", None)
-        if pieces is None or idle is None or pieces()[0] >= pieces()[1]:
+        started, registered = pieces() if pieces is not None else (0, 0)
+        if idle is None or started >= registered:
             yield
             return
         threads = torch.get_num_threads()
@@ -401,6 +402,8 @@ class RegretTable:
             unmerged model (the queries users make).
         cost: ``[rows, keys x levels]`` GFLOPs relative to the unmerged model where a configuration is
             within the loss level of the unmerged model at that key, +inf where it is not.
+        n_grid: grid SNRs per channel.
+        levels: the loss levels of ``cost``, in points.
     """
 
     rows: list[Mapping[str, Any]]
@@ -408,6 +411,8 @@ class RegretTable:
     best: torch.Tensor
     roi: torch.Tensor
     cost: torch.Tensor
+    n_grid: int
+    levels: tuple[float, ...]
 
     @classmethod
     def of(cls, pool: Sequence[Mapping[str, Any]], ref: Mapping[str, Any], n_grid: int,
@@ -426,7 +431,7 @@ class RegretTable:
         within = acc[:, :, None] >= acc[0][None, :, None] - drops[None, None, :] - 1e-12  # [rows, keys, levels]
         gflops = torch.tensor([c["gflops"]["total"] / ref["gflops"]["total"] for c in rows], dtype=torch.double)
         cost = torch.where(within, gflops[:, None, None], torch.tensor(math.inf, dtype=torch.double))
-        return cls(rows, value, best, best >= floor[None, :], cost.flatten(1))
+        return cls(rows, value, best, best >= floor[None, :], cost.flatten(1), n_grid, tuple(levels))
 
     def regret(self, chosen: Sequence[int]) -> torch.Tensor:
         """``[budgets, keys]`` accuracy lost by answering from rows ``chosen`` and the unmerged model; a
@@ -439,7 +444,7 @@ class RegretTable:
         ``chosen`` and the unmerged model falls short of the pool's cheapest at each loss level."""
         return self.cost[[0, *chosen]].min(dim=0).values - self.cost.min(dim=0).values
 
-    def summary(self, chosen: Sequence[int], levels: Sequence[float] = LOSS_LEVELS) -> dict[str, Any]:
+    def summary(self, chosen: Sequence[int]) -> dict[str, Any]:
         """What answering from rows ``chosen`` (and the unmerged model) costs, in points: by budget, the
         worst and mean accuracy regret inside the region and the worst anywhere, with the number of
         queries (budget x channel x SNR) in each; by loss level, the worst shortfall in FLOPs saved
@@ -448,11 +453,9 @@ class RegretTable:
         inside = regret[self.roi]
         gap = self.level_gap(chosen) * 100.0
         worst = int(gap.argmax()) if gap.numel() else 0
-        channels, n_levels = list(self.rows[0]["accuracy_val"]), len(levels)
-        n_grid = gap.numel() // max(len(channels) * n_levels, 1)
-        key, level = divmod(worst, n_levels)
-        at = ({"channel": channels[key // n_grid], "snr_index": key % n_grid, "level": float(levels[level])}
-              if gap.numel() and float(gap[worst]) > 0 else None)
+        key, level = divmod(worst, len(self.levels))
+        at = ({"channel": list(self.rows[0]["accuracy_val"])[key // self.n_grid], "snr_index": key % self.n_grid,
+               "level": self.levels[level]} if gap.numel() and float(gap[worst]) > 0 else None)
         return {"max_roi_points": float(inside.max()) if inside.numel() else 0.0,
                 "mean_roi_points": float(inside.mean()) if inside.numel() else 0.0,
                 "max_points": float(regret.max()) if regret.numel() else 0.0,
@@ -495,7 +498,7 @@ def select_front(candidates: Sequence[dict[str, Any]], ref: Mapping[str, Any], s
         return (float(regret[table.roi].sum() + missed.sum()), float(regret.sum()), row["gflops"]["total"],
                 str(row["id"]))
 
-    while len(chosen) < min(cap, len(table.rows) - 1):
+    while len(chosen) < cap:  # the pool (every row but the unmerged model, at least) exceeds the cap
         chosen.append(min((k for k in range(1, len(table.rows)) if k not in chosen), key=score))
     return sorted((dict(table.rows[k]) for k in chosen), key=lambda c: c["gflops"]["total"])
 
