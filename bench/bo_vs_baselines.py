@@ -1,6 +1,7 @@
 """BoTorch vs the baselines at an equal evaluation budget, on the bundled model, over several seeds.
 
-For every method (botorch, sobol, nsga2, uniform) and seed it runs the search with the same
+For every method (botorch, sobol, nsga2, uniform; ``--optuna`` adds Optuna's BoTorchSampler with its
+defaults, ``bench/optuna_baseline.py``) and seed it runs the search with the same
 evaluator (same validation images, same channel noise) and prints the hypervolume *inside the region
 of interest* (``search.max_accuracy_drop`` points below the unmerged model at that grid point;
 ``--max-drop`` overrides it) at every (channel, SNR), each method's ratio to BoTorch, and BoTorch's
@@ -31,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.optuna_baseline import OptunaProposer  # noqa: E402
 from paretoctl.optimizer.build import MARKS_TAG, convergence, open_context, reference_record, run_method  # noqa: E402
 from paretoctl.optimizer.builddir import BuildLock  # noqa: E402
 from paretoctl.optimizer.config import load_config  # noqa: E402
@@ -51,6 +53,8 @@ def main() -> None:
     ap.add_argument("--val-limit", type=int, default=1000)
     ap.add_argument("--max-drop", type=float, default=None, help="region of interest, points (default: config's)")
     ap.add_argument("--effort", nargs="*", default=[], help="extra BoTorch settings restarts,raw,mc,maxiter")
+    ap.add_argument("--optuna", action="store_true",
+                    help="also run Optuna's BoTorchSampler with its defaults (pip install -e '.[bench]')")
     args = ap.parse_args()
 
     cfg = load_config(args.config, {"data.val_limit": args.val_limit, "search.budget": args.budget,
@@ -76,7 +80,8 @@ def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: 
     drop = cfg.search.max_accuracy_drop if args.max_drop is None else args.max_drop
     marks = run_method(ctx, "uniform", min(8, args.budget), 0, ref, tag=MARKS_TAG)
     efforts = {f"botorch-e{i}": tuple(int(v) for v in e.split(",")) for i, e in enumerate(args.effort)}
-    methods = [*METHODS, *efforts]
+    baselines = [*METHODS[1:], *(["optuna"] if args.optuna else [])]
+    methods = ["botorch", *baselines, *efforts]
     runs: dict[str, dict[int, list[dict]]] = {m: {} for m in methods}
     base_search = ctx.cfg.search
     for seed in args.seeds:
@@ -89,8 +94,9 @@ def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: 
                                                         "maxiter": mi})
                 ctx.cfg = cfg.model_copy(update={"search": search})
             kind = "botorch" if method in efforts else method
+            proposer = OptunaProposer(ctx.searched.dim, seed_used) if method == "optuna" else None
             runs[method][seed] = [*marks, *run_method(ctx, kind, args.budget, seed_used, ref,
-                                                      tag=f"{method}-s{seed_used}")]
+                                                      tag=f"{method}-s{seed_used}", proposer=proposer)]
     ctx.cfg = cfg
     sweep = run_method(ctx, "sobol", args.sweep, 10_000, ref, tag="sweep-sobol")
     sweep += run_method(ctx, "uniform", 2 * (ctx.space.shape.num_patches // 2 + 1), 0, ref, tag="sweep-uniform")
@@ -122,7 +128,7 @@ def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: 
         for m in methods:
             ratio = mean(m, k) / mean("botorch", k) if mean("botorch", k) > 0 else float("nan")
             cells.append(f"{mean(m, k):.4f} ± {spread(m, k):.4f}" + ("" if m == "botorch" else f" ({ratio:.2f})"))
-        bo_beats = all(mean("botorch", k) > mean(m, k) for m in METHODS if m != "botorch")
+        bo_beats = all(mean("botorch", k) > mean(m, k) for m in baselines)
         wins += bo_beats
         share = mean("botorch", k) / ref_hv[k] if ref_hv[k] > 0 else float("nan")
         print(f"| {k} | " + " | ".join(cells) + f" | {ref_hv[k]:.4f} | {share:.3f} |")

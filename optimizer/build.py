@@ -43,7 +43,15 @@ from paretoctl.optimizer.archive import JsonlArchive, PlanStore
 from paretoctl.optimizer.builddir import BuildError, BuildLock, check_records, prepare_directory
 from paretoctl.optimizer.config import BuildConfig
 from paretoctl.optimizer.evaluator import Evaluation, Evaluator, tokens_entering
-from paretoctl.optimizer.executor import Executor, Split, load_model, make_evaluator, make_executor, open_split
+from paretoctl.optimizer.executor import (
+    Executor,
+    Split,
+    WorksAhead,
+    load_model,
+    make_evaluator,
+    make_executor,
+    open_split,
+)
 from paretoctl.optimizer.pareto import (
     DEFAULT_MAX_ACCURACY_DROP,
     OBJECTIVES,
@@ -167,25 +175,23 @@ class BuildContext:
     def evaluate_ahead(self, split: Split, candidate: Candidate, batch_size: int) -> None:
         """Let the executor measure ``candidate`` on ``split`` in batch-sized pieces while its workers would
         idle (:meth:`proposing`), if it can; the measurement is the same either way."""
-        ahead = getattr(self.executor, "evaluate_ahead", None)
-        if ahead is not None:
-            ahead(split, candidate, max(1, -(-self.sizes[split] // batch_size)))
+        if isinstance(self.executor, WorksAhead):
+            self.executor.evaluate_ahead(split, candidate, max(1, -(-self.sizes[split] // batch_size)))
 
     @contextlib.contextmanager
     def proposing(self) -> Iterator[None]:
         """Around a proposer's call: with evaluations registered ahead, one worker takes them and the
         proposer runs on one thread (its small GP operations run about as fast on one thread as on two,
         ``bench/RESULTS.md``), so a proposal no longer leaves the cores idle."""
-        pieces = getattr(self.executor, "pieces_ahead", None)
-        idle = getattr(self.executor, "while_idle", None)
-        started, registered = pieces() if pieces is not None else (0, 0)
-        if idle is None or started >= registered:
+        executor = self.executor
+        started, registered = executor.pieces_ahead() if isinstance(executor, WorksAhead) else (0, 0)
+        if not isinstance(executor, WorksAhead) or started >= registered:
             yield
             return
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with idle(busy=1):
+            with executor.while_idle(busy=1):
                 yield
         finally:
             torch.set_num_threads(threads)

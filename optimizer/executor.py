@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -91,6 +91,18 @@ class Executor(Protocol):
     def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class WorksAhead(Protocol):
+    """An executor that can run evaluations registered ahead while its caller leaves the workers idle
+    (:class:`ProcessExecutor`); the build uses it during proposals (``BuildContext.proposing``)."""
+
+    def evaluate_ahead(self, split: Split, item: Work, parts: int) -> None: ...
+
+    def pieces_ahead(self) -> tuple[int, int]: ...
+
+    def while_idle(self, busy: int = 1, after_s: float = 0.5) -> contextlib.AbstractContextManager[None]: ...
 
 
 class LocalExecutor:

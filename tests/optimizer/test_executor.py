@@ -21,6 +21,7 @@ from paretoctl.optimizer.executor import (
     LocalExecutor,
     ProcessExecutor,
     WorkerLost,
+    WorksAhead,
     default_workers,
     load_model,
     make_evaluator,
@@ -168,6 +169,8 @@ def test_work_registered_ahead_runs_only_while_idle_and_changes_nothing(tmp_path
     evaluation that then takes its pieces equals one process's."""
     executor, driver = _smoke_executor(tmp_path)
     ahead, other = Candidate(r=(2,) * 12), Candidate(r=(3,) * 12)
+    assert isinstance(executor, WorksAhead)  # what the build checks before registering work ahead
+    assert not isinstance(LocalExecutor(lambda split: driver), WorksAhead)
     try:
         executor.evaluate_ahead("val", ahead, parts=4)
         with executor.while_idle(busy=1, after_s=5.0):
