@@ -18,6 +18,10 @@ Usage::
 
     python bench/latency_error.py --front runs/default/front.json
     python bench/latency_error.py            # builds configs/smoke.yaml into a temporary directory first
+    python bench/latency_error.py --front runs/default/front.json --retime
+                                             # first re-times the front as its build's timing section would
+                                             # (this commit's procedure), then measures afresh: the served
+                                             # figures are then minutes old, not the build's
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ from pathlib import Path
 
 import torch
 
-from paretoctl.models.timing import TimingSettings, time_schedules, timing_images
+from paretoctl.models.timing import TimingSettings, front_measurements, time_schedules, timing_images, torch_threads
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config, parse_config
 from paretoctl.optimizer.executor import load_model, open_split
 from paretoctl.service.latency import config_latency_of, latency_parts
-from paretoctl.service.schema import FrontArtifact, load_front
+from paretoctl.service.schema import FrontArtifact, Measurements, load_front
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MEDIAN_ERROR = 0.15
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--front", type=Path, default=None, help="front.json with measured latencies")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="bound on the fresh timing")
+    ap.add_argument("--retime", action="store_true",
+                    help="serve figures re-timed now with the build's timing settings instead of the front's own")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         front = _front(args.front, Path(tmp))
@@ -63,15 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     if m is None:
         print("error: the front carries no measurements (built with timing disabled?)", file=sys.stderr)
         return 2
-    torch.set_num_threads(m.machine.threads)
     cfg = parse_config(front.provenance.config)
     model = load_model(cfg)
-    stat = m.statistic
     limits = [None if c.thresholds is None else list(c.thresholds) for c in front.configs]
     # Threshold configurations are timed on the build's own validation images, as the build timed them.
     images = timing_images(open_split(cfg, "val", model), cfg.search.seed) if any(limits) else None
+    if args.retime:
+        t = cfg.timing
+        with torch_threads(t.threads):
+            doc = front_measurements(
+                model, [(c.id, c.r) for c in front.configs], front.provenance.split_index,
+                TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs, max_runs=t.max_runs,
+                               rel_ci=t.rel_ci, max_seconds=t.max_seconds, statistic=t.statistic),
+                statistic=t.statistic, front_checksum=front.checksum,
+                thresholds={c.id: lim for c, lim in zip(front.configs, limits, strict=True) if lim is not None} or None,
+                images=images)
+        prof = prof.model_copy(update={"measurements": Measurements.model_validate(doc)})
+        m = prof.measurements
+        assert m is not None
+    torch.set_num_threads(m.machine.threads)
+    stat = m.statistic
     fresh = time_schedules(model, [c.r for c in front.configs], front.provenance.split_index,
-                           TimingSettings(server_batch=m.machine.server_batch, max_seconds=args.max_seconds), seed=1,
+                           TimingSettings(server_batch=m.machine.server_batch, max_seconds=args.max_seconds,
+                                          statistic=stat), seed=1,
                            thresholds=limits, images=images)
     rows = []
     print(f"served: {stat} from {m.machine.cpu}, torch {m.machine.torch}, {m.machine.threads} threads, "

@@ -9,6 +9,7 @@ PY=.venv/bin/python
 mkdir -p runs/bench
 front=${1:-runs/default/front.json}
 uptime | tee runs/bench/load.txt
+$PY bench/machine_speed.py | tee runs/bench/machine_speed_before.md
 $PY bench/merge_speed.py --threads 1,2 --schedules half | tee runs/bench/merge_speed.md
 $PY bench/merge_speed.py --threads 1,2 --schedules half --compiled | tee runs/bench/merge_speed_compiled.md
 $PY bench/channel_speed.py | tee runs/bench/channel_speed.md
@@ -23,4 +24,5 @@ if [ -f "$front" ]; then
   $PY bench/latency_error.py --front "$front" | tee runs/bench/latency_error.md
   $PY bench/headline.py "$front" --work runs/headline | tee runs/bench/headline.md
 fi
-$PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 480 | tee runs/bench/bo_vs_baselines.md
+$PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 480 --optuna | tee runs/bench/bo_vs_baselines.md
+$PY bench/machine_speed.py | tee runs/bench/machine_speed_after.md

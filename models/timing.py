@@ -11,10 +11,13 @@ measures them on the machine that runs it:
 
 Every schedule is warmed up first; then the schedules are timed in interleaved rounds (a shuffled
 order per round, so drift in clock speed or a neighbour's load spreads over all of them instead of
-biasing one). A schedule stops being timed once the distribution-free 95% confidence interval of its
-median is within ``rel_ci`` of the median (both parts) and it has ``min_runs`` runs, or at
-``max_runs``; the whole measurement also stops after ``max_seconds``. p50 and p90 are recorded with
-the number of runs, and :func:`machine_info` names the CPU, torch version and thread count.
+biasing one). A schedule stops being timed once the distribution-free 95% confidence interval of the
+*statistic the policy serves* (``TimingSettings.statistic``: the median, or the 90th percentile) is
+within ``rel_ci`` of it (both parts) and it has ``min_runs`` runs, or at ``max_runs``; the whole
+measurement also stops after ``max_seconds``. A p90 needs 35 runs before its interval exists at all
+(its upper rank must fall inside the sample), so a served p90 is never the second-largest of 15 runs.
+p50 and p90 are recorded with the number of runs and both intervals, and :func:`machine_info` names
+the CPU, torch version and thread count.
 
 A **threshold configuration** (input-adaptive merging, ``paretoctl.models.threshold``) does work
 that depends on the image, so it is timed on real images, cycling through the ones given: run ``j``
@@ -31,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import platform
 import random
@@ -47,7 +51,7 @@ from paretoctl.models.patch import apply_merging, get_schedule, get_thresholds, 
 from paretoctl.models.split import TRACE_SOURCE_ATTR, TokenState, edge_forward, server_forward
 
 __all__ = ["PartStats", "ScheduleTiming", "TimingSettings", "front_measurements", "machine_info", "median_ci",
-           "quantile", "summarise", "time_schedules", "torch_threads"]
+           "quantile", "quantile_ci", "summarise", "time_schedules", "torch_threads"]
 
 _Z95 = 1.959963984540054
 """Two-sided 95% normal quantile, for the order-statistic interval of the median."""
@@ -62,10 +66,12 @@ class TimingSettings:
         warmup: untimed runs per schedule before timing (allocator, caches, index plans).
         min_runs: timed runs per schedule before the stopping rule is consulted (>= 5).
         max_runs: timed runs per schedule at most.
-        rel_ci: stop a schedule once its median's 95% interval half-width is at most this
-            fraction of the median, for edge and server alike.
+        rel_ci: stop a schedule once the 95% interval half-width of ``statistic`` is at most this
+            fraction of it, for edge and server alike.
         max_seconds: wall-clock bound on the whole measurement (warm-up included); every schedule
             still gets ``min_runs`` runs.
+        statistic: the figure the policy will serve (``p90``: a budget is a deadline; or ``p50``),
+            whose interval the stopping rule judges.
     """
 
     server_batch: int = 1
@@ -74,6 +80,7 @@ class TimingSettings:
     max_runs: int = 200
     rel_ci: float = 0.03
     max_seconds: float = 60.0
+    statistic: str = "p90"
 
     def __post_init__(self) -> None:
         if self.server_batch < 1 or self.warmup < 0 or self.min_runs < 5 or self.max_runs < self.min_runs:
@@ -81,6 +88,8 @@ class TimingSettings:
                              "5 <= min_runs <= max_runs")
         if not self.rel_ci > 0 or not self.max_seconds > 0:
             raise ValueError(f"invalid timing settings {self}: rel_ci and max_seconds must be positive")
+        if self.statistic not in ("p50", "p90"):
+            raise ValueError(f"invalid timing settings {self}: statistic must be 'p50' or 'p90'")
 
 
 @dataclass(frozen=True)
@@ -92,10 +101,21 @@ class PartStats:
     runs: int
     rel_ci: float
     """Half-width of the median's 95% interval over the median (``inf`` with too few runs)."""
+    p90_rel_ci: float = math.inf
+    """The same for the 90th percentile (``inf`` until the sample holds its interval's ranks: 35 runs)."""
+
+    def rel_ci_of(self, statistic: str) -> float:
+        """The relative interval half-width of ``statistic`` (``p50`` or ``p90``)."""
+        return self.p90_rel_ci if statistic == "p90" else self.rel_ci
 
     def to_json(self) -> dict[str, Any]:
         return {"p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "runs": self.runs,
-                "rel_ci": self.rel_ci if math.isfinite(self.rel_ci) else 1.0}
+                "rel_ci": _capped(self.rel_ci), "p90_rel_ci": _capped(self.p90_rel_ci)}
+
+
+def _capped(rel: float) -> float:
+    """An interval's relative half-width for JSON: 1.0 (100%) stands for "too few runs to say"."""
+    return rel if math.isfinite(rel) else 1.0
 
 
 @dataclass(frozen=True)
@@ -136,16 +156,40 @@ def median_ci(sorted_ms: Sequence[float]) -> tuple[float, float]:
     return sorted_ms[lo], sorted_ms[hi]
 
 
+def quantile_ci(sorted_ms: Sequence[float], q: float) -> tuple[float, float] | None:
+    """Distribution-free 95% interval of the ``q``-quantile from order statistics, or None.
+
+    The ranks are ``n q -+ 1.96 sqrt(n q (1 - q))`` (rounded outward, 1-based): the binomial count of
+    samples below the quantile, in its normal approximation. Unlike :func:`median_ci` nothing is
+    clipped: when a rank falls outside the sample (a p90 from fewer than 35 runs) the sample
+    cannot bound the quantile, and the answer is None.
+
+    Example:
+        >>> quantile_ci([float(i) for i in range(1, 101)], 0.9)  # ranks 90 -+ 5.9 -> 84th and 96th
+        (84.0, 96.0)
+        >>> quantile_ci([float(i) for i in range(1, 16)], 0.9) is None
+        True
+    """
+    n = len(sorted_ms)
+    half = _Z95 * math.sqrt(n * q * (1 - q))
+    lo, hi = math.floor(n * q - half), math.ceil(n * q + half)
+    if lo < 1 or hi > n:
+        return None
+    return sorted_ms[lo - 1], sorted_ms[hi - 1]
+
+
 def summarise(samples_ms: Sequence[float]) -> PartStats:
-    """p50, p90, run count and relative median interval of ``samples_ms``."""
+    """p50, p90, run count and the relative intervals of the median and the p90 of ``samples_ms``."""
     s = sorted(samples_ms)
-    med = quantile(s, 0.5)
+    med, p90 = quantile(s, 0.5), quantile(s, 0.9)
     if len(s) < 5 or med <= 0:
         rel = math.inf
     else:
         lo, hi = median_ci(s)
         rel = (hi - lo) / 2 / med
-    return PartStats(p50_ms=med, p90_ms=quantile(s, 0.9), runs=len(s), rel_ci=rel)
+    bounds = quantile_ci(s, 0.9) if p90 > 0 else None
+    rel90 = math.inf if bounds is None else (bounds[1] - bounds[0]) / 2 / p90
+    return PartStats(p50_ms=med, p90_ms=p90, runs=len(s), rel_ci=rel, p90_rel_ci=rel90)
 
 
 def cpu_model() -> str:
@@ -189,7 +233,7 @@ class _Samples:
             return True
         if n < self.min_runs:
             return False
-        return summarise(self.edge).rel_ci <= s.rel_ci and summarise(self.server).rel_ci <= s.rel_ci
+        return all(summarise(part).rel_ci_of(s.statistic) <= s.rel_ci for part in (self.edge, self.server))
 
 
 def _input_image(model: nn.Module) -> torch.Tensor:
@@ -345,7 +389,7 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
     """
     from datetime import UTC, datetime
 
-    s = settings or TimingSettings()
+    s = dataclasses.replace(settings or TimingSettings(), statistic=statistic)  # judge what is served
     limits = [None if thresholds is None else thresholds.get(cid) for cid, _ in configs]
     timings = time_schedules(model, [list(r) for _, r in configs], split, s, thresholds=limits, images=images)
     return {"statistic": statistic, "machine": machine_info(s.server_batch),

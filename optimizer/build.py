@@ -603,7 +603,8 @@ def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> An
 
     t = ctx.cfg.timing
     settings = TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs,
-                              max_runs=t.max_runs, rel_ci=t.rel_ci, max_seconds=t.max_seconds)
+                              max_runs=t.max_runs, rel_ci=t.rel_ci, max_seconds=t.max_seconds,
+                              statistic=t.statistic)
     thresholds = [rec["thresholds"] if rec.get("merging") == "thresholds" else None for rec in recs]
     images = _timing_images(ctx) if any(th is not None for th in thresholds) else None
     ctx.progress("timing", 0, len(recs), None)

@@ -153,7 +153,8 @@ class TimingSection(_Strict):
     min_runs: int = Field(15, ge=5)
     max_runs: int = Field(200, ge=5)
     rel_ci: float = Field(0.03, gt=0, le=1)
-    """Stop timing a configuration once its median's 95% interval is within this fraction."""
+    """Stop timing a configuration once the 95% interval of ``statistic`` (the figure served) is within this
+    fraction of it. A p90's interval needs 35 runs to exist, so p90 timing takes 35-200 runs."""
     max_seconds: float = Field(60.0, gt=0)
     """Bound on the whole timing phase, seconds (every configuration still gets ``min_runs``)."""
     statistic: Literal["p50", "p90"] = "p90"

@@ -155,12 +155,15 @@ class PartTiming(_Model):
         p90_ms: 90th percentile.
         runs: timed runs.
         rel_ci: half-width of the median's 95% interval over the median.
+        p90_rel_ci: the same for the p90 (1.0 when too few runs bound it; absent in fronts measured
+            before it was recorded).
     """
 
     p50_ms: NonNegFloat
     p90_ms: NonNegFloat
     runs: int = Field(ge=1)
     rel_ci: NonNegFloat
+    p90_rel_ci: NonNegFloat | None = None
 
     def at(self, statistic: LatencyStatistic) -> float:
         """The figure the policy uses under ``statistic``."""

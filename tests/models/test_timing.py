@@ -16,6 +16,7 @@ from paretoctl.models.timing import (
     machine_info,
     median_ci,
     quantile,
+    quantile_ci,
     summarise,
     time_schedules,
 )
@@ -36,6 +37,30 @@ def test_median_interval_uses_order_statistics() -> None:
     assert (st.p50_ms, st.runs) == (50.5, 100)
     assert st.rel_ci == pytest.approx(10.0 / 50.5)
     assert math.isinf(summarise([1.0, 2.0]).rel_ci)  # too few runs to judge
+
+
+def test_p90_interval_uses_binomial_ranks_and_needs_enough_runs() -> None:
+    xs = [float(i) for i in range(1, 101)]  # n = 100: ranks 90 -+ 1.96 * 3 = 84.1, 95.9 -> 84th and 96th
+    assert quantile_ci(xs, 0.9) == (84.0, 96.0)
+    assert quantile_ci(xs, 0.5) == (40.0, 60.0)  # ranks 50 -+ 9.8, rounded outward
+    # the upper rank of a p90 leaves the sample below 35 runs: n = 34 needs rank ceil(30.6 + 3.43) = 35
+    assert quantile_ci(xs[:34], 0.9) is None and quantile_ci(xs[:35], 0.9) == (28.0, 35.0)
+    st = summarise(xs)
+    assert st.p90_rel_ci == pytest.approx((96.0 - 84.0) / 2 / st.p90_ms)
+    assert st.rel_ci_of("p90") == st.p90_rel_ci and st.rel_ci_of("p50") == st.rel_ci
+    assert math.isinf(summarise(xs[:15]).p90_rel_ci) and summarise(xs[:15]).to_json()["p90_rel_ci"] == 1.0
+
+
+def test_the_stopping_rule_judges_the_served_statistic() -> None:
+    """With a loose 100% interval a median is judged at min_runs; a p90 cannot be before 35 runs."""
+    model = create_model(ModelSpec("test_vit"))
+    depth = len(model.blocks)
+    loose = {"warmup": 0, "min_runs": 5, "max_runs": 30, "rel_ci": 1.0, "max_seconds": 60.0}
+    (med,) = time_schedules(model, [[0] * depth], split=2, settings=TimingSettings(statistic="p50", **loose))
+    (p90,) = time_schedules(model, [[0] * depth], split=2, settings=TimingSettings(statistic="p90", **loose))
+    assert med.edge.runs == 5 and p90.edge.runs == 30
+    with pytest.raises(ValueError, match="statistic"):
+        TimingSettings(statistic="p99")
 
 
 def test_settings_are_checked() -> None:
