@@ -12,6 +12,7 @@ uptime | tee runs/bench/load.txt
 $PY bench/machine_speed.py | tee runs/bench/machine_speed_before.md
 $PY bench/merge_speed.py --threads 1,2 --schedules half | tee runs/bench/merge_speed.md
 $PY bench/merge_speed.py --threads 1,2 --schedules half --compiled | tee runs/bench/merge_speed_compiled.md
+$PY bench/weight_traffic.py | tee runs/bench/weight_traffic.md
 $PY bench/channel_speed.py | tee runs/bench/channel_speed.md
 $PY bench/server_chunk.py | tee runs/bench/server_chunk.md
 $PY bench/service_load.py | tee runs/bench/service_load.md
