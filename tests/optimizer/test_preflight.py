@@ -46,8 +46,10 @@ def test_the_smoke_config_passes_and_reports_the_depth() -> None:
          "search.space: thresholds cannot be searched with a digital link (awgn-digital in channel.kinds)"),
     ],
 )
-def test_bad_config_is_refused_fast_naming_the_field(mutate, field: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_config_is_refused_fast_naming_the_field(mutate, field: str,  # type: ignore[no-untyped-def]
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _check(_raw())  # imports warmed up: what is timed below is the checks themselves
+    _forbid_loading(monkeypatch)
     raw = _raw()
     mutate(raw)
     t0 = time.perf_counter()
@@ -55,7 +57,27 @@ def test_bad_config_is_refused_fast_naming_the_field(mutate, field: str) -> None
         _check(raw)
     elapsed = time.perf_counter() - t0
     assert field in str(err.value) and "\n" not in str(err.value)
-    assert elapsed < 0.5, f"{elapsed:.2f} s: the check loaded something heavy"
+    # A backstop only: what the check must not do is asserted by _forbid_loading. The bound is loose
+    # because this VM runs up to 1.7x slower in some minutes (bench/RESULTS.md, 2026-12-06), and a
+    # 0.5 s bound once failed at 0.58 s in CI with nothing loaded.
+    assert elapsed < 2.0, f"{elapsed:.2f} s: the check did something heavy"
+
+
+def _forbid_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every loader of weights into a model, of images or of a split raise if the check calls it."""
+    import paretoctl.models.data as data
+    import paretoctl.optimizer.executor as executor
+
+    def forbidden(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"preflight called {name}: a bad config must be refused before anything loads")
+        return call
+
+    for module, names in ((data, ("load_fmnist_arrays", "load_fmnist", "fmnist_eval_splits", "image_folder",
+                                  "make_loader")),
+                          (executor, ("load_model", "open_split", "make_evaluator"))):
+        for name in names:
+            monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
 
 
 def test_leak_check_counts_training_images_in_the_validation_split() -> None:
