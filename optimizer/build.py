@@ -588,8 +588,9 @@ def measure_on_test(ctx: BuildContext, recs: Sequence[dict[str, Any]]) -> dict[s
 def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> Any:
     """The build's device profile with the front's configurations timed on this machine.
 
-    Edge at batch 1, server at ``timing.server_batch``, interleaved until each median is stable
-    (``paretoctl.models.timing``); a few seconds in all for ~20 configurations of a small ViT. Run
+    Edge at batch 1, server at ``timing.server_batch``, interleaved until the served statistic's 95%
+    interval is within ``timing.rel_ci`` (``paretoctl.models.timing``; a p90 takes 35-200 runs): about
+    25 s for 15 configurations of the bundled ViT. Run
     again on resume (it is not archived), so the figures always describe the machine that wrote
     the front. Timed in float32 on the evaluator's device, with ``timing.threads`` torch threads
     (the build's own thread count is restored afterwards; the measurements record the one timed with).
