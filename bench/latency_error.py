@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch_threads(t.threads):
             doc = front_measurements(
                 model, [(c.id, c.r) for c in front.configs], front.provenance.split_index,
-                TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs, max_runs=t.max_runs,
-                               rel_ci=t.rel_ci, max_seconds=t.max_seconds, statistic=t.statistic),
-                statistic=t.statistic, front_checksum=front.checksum,
+                t.settings(), statistic=t.statistic, front_checksum=front.checksum,
                 thresholds={c.id: lim for c, lim in zip(front.configs, limits, strict=True) if lim is not None} or None,
                 images=images)
         prof = prof.model_copy(update={"measurements": Measurements.model_validate(doc)})

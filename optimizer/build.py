@@ -599,13 +599,11 @@ def measured_profile(ctx: BuildContext, recs: Sequence[Mapping[str, Any]]) -> An
     (``paretoctl.models.timing.TIMING_IMAGES`` of them, a fixed seeded choice, in turn), and its p50/p90 include the
     spread across images; fixed schedules keep a single image.
     """
-    from paretoctl.models.timing import TimingSettings, machine_info, time_schedules, torch_threads
+    from paretoctl.models.timing import machine_info, time_schedules, torch_threads
     from paretoctl.service.schema import Measurements
 
     t = ctx.cfg.timing
-    settings = TimingSettings(server_batch=t.server_batch, warmup=t.warmup, min_runs=t.min_runs,
-                              max_runs=t.max_runs, rel_ci=t.rel_ci, max_seconds=t.max_seconds,
-                              statistic=t.statistic)
+    settings = t.settings()
     thresholds = [rec["thresholds"] if rec.get("merging") == "thresholds" else None for rec in recs]
     images = _timing_images(ctx) if any(th is not None for th in thresholds) else None
     ctx.progress("timing", 0, len(recs), None)

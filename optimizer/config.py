@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,9 @@ from paretoctl.optimizer.runtime import RuntimeSection
 from paretoctl.service.policy import SNR_MAX_DB, SNR_MIN_DB
 from paretoctl.service.schema import ChannelSpec as ArtifactChannelSpec
 from paretoctl.service.validation import format_validation_error
+
+if TYPE_CHECKING:
+    from paretoctl.models.timing import TimingSettings
 
 ChannelKind = Literal["ideal", "awgn", "rayleigh", "rician"]
 MethodName = Literal["botorch", "sobol", "uniform", "nsga2"]
@@ -169,6 +172,14 @@ class TimingSection(_Strict):
         if self.max_runs < self.min_runs:
             raise ValueError(f"max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
         return self
+
+    def settings(self) -> TimingSettings:
+        """The repeats and stopping rule a build times with, as ``paretoctl.models.timing`` takes them."""
+        from paretoctl.models.timing import TimingSettings
+
+        return TimingSettings(server_batch=self.server_batch, warmup=self.warmup, min_runs=self.min_runs,
+                              max_runs=self.max_runs, rel_ci=self.rel_ci, max_seconds=self.max_seconds,
+                              statistic=self.statistic)
 
 
 class SearchSection(_Strict):

@@ -117,3 +117,14 @@ def test_search_space_defaults_leave_existing_configs_unchanged() -> None:
     raw = _base()
     raw["search"].update(space="thresholds", threshold_range=[-1, 0.5])
     assert parse_config(raw, "test.yaml").search.threshold_range == (-1.0, 0.5)  # the whole closed range is allowed
+
+
+def test_timing_section_gives_the_settings_the_build_times_with() -> None:
+    """Every field of the config's timing section reaches the stopping rule, the statistic included."""
+    from paretoctl.models.timing import TimingSettings
+
+    raw = _base()
+    raw["timing"] = {"server_batch": 4, "warmup": 2, "min_runs": 7, "max_runs": 90, "rel_ci": 0.05,
+                     "max_seconds": 12.0, "statistic": "p50"}
+    assert parse_config(raw, "test.yaml").timing.settings() == TimingSettings(
+        server_batch=4, warmup=2, min_runs=7, max_runs=90, rel_ci=0.05, max_seconds=12.0, statistic="p50")
