@@ -42,12 +42,14 @@ from paretoctl.models.schedule import proportions_from_r
 from paretoctl.optimizer.archive import JsonlArchive, PlanStore
 from paretoctl.optimizer.builddir import BuildError, BuildLock, check_records, prepare_directory
 from paretoctl.optimizer.config import BuildConfig
-from paretoctl.optimizer.evaluator import Evaluation, Evaluator, tokens_entering
+from paretoctl.optimizer.evaluator import Evaluation, Evaluator, PartialEvaluation, tokens_entering
 from paretoctl.optimizer.executor import (
     Executor,
+    PartsRequest,
     Split,
     WorksAhead,
     load_model,
+    local_parts,
     make_evaluator,
     make_executor,
     open_split,
@@ -68,6 +70,7 @@ from paretoctl.optimizer.pareto import (
 from paretoctl.optimizer.preflight import Preflight, preflight
 from paretoctl.optimizer.proposers import FixedProposer, Proposer, batches_for, make_proposer, threshold_marks
 from paretoctl.optimizer.runtime import set_threads
+from paretoctl.optimizer.screening import Screen, paired_drop, screen_parts
 from paretoctl.optimizer.space import (
     AnySpace,
     Candidate,
@@ -105,6 +108,7 @@ def evaluation_record(ev: Evaluation, eval_id: int, method: str, batch: int, ind
         "channel_uses": ev.costs.channel_uses, "tokens_per_layer": ev.costs.tokens_per_layer,
         f"accuracy_{split}": {k: [p.to_json() for p in v] for k, v in ev.accuracy.items()},
         "wall_s": round(ev.wall_s, 3), "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"screened": ev.screened} if ev.screened is not None else {}),
     }
 
 
@@ -133,9 +137,12 @@ class BuildContext:
     """The space the search method explores (``search.space``); None: ``space``, the proportions."""
     val_dataset: Any = None
     """The validation images (a dataset of ``(image, label)``): threshold configurations are timed on them."""
+    screen: Screen | None = None
+    """Validation measurements are screened (``search.screen_images``); None measures every image."""
 
     def __post_init__(self) -> None:
         self._cache: dict[CandidateKey, Evaluation] = {}
+        self._reference_hits: torch.Tensor | None = None
         self._test: Evaluator | None = None
         if self.search_space is None:
             self.search_space = self.space
@@ -159,7 +166,7 @@ class BuildContext:
         """
         wanted = [Candidate.of(c) for c in candidates]
         fresh = list({c.key: c for c in wanted if c.key not in self._cache}.values())  # first appearance order
-        results = self.evaluate_many("val", fresh)
+        results = self._screened(fresh) if self.screen is not None and fresh else self.evaluate_many("val", fresh)
         for c in wanted:
             if c.key not in self._cache:  # the next fresh configuration, in first-appearance order
                 self._cache[c.key] = next(results)
@@ -171,6 +178,37 @@ class BuildContext:
             return self.executor.evaluate(split, candidates)
         evaluator = self.val if split == "val" else self.test
         return (evaluator.evaluate_candidate(c) for c in candidates)
+
+    def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+        """Some parts of evaluations on ``split``, by the executor (``Executor.evaluate_parts``)."""
+        if self.executor is not None:
+            return self.executor.evaluate_parts(split, requests)
+        return local_parts(self.val if split == "val" else self.test, requests)
+
+    def _screened(self, fresh: Sequence[Candidate]) -> Iterator[Evaluation]:
+        """Validation evaluations of ``fresh``, each first on the screened images and then, unless it is
+        clearly outside the region of interest, on the rest (``paretoctl.optimizer.screening``)."""
+        screen = self.screen
+        assert screen is not None
+        first = [PartsRequest(c, (0,), screen.parts, per_image=True) for c in fresh]
+        if self._reference_hits is None:
+            first.insert(0, PartsRequest(screen.reference, (0,), screen.parts, per_image=True))
+        measured = list(self.evaluate_parts("val", first))
+        if self._reference_hits is None:
+            self._reference_hits = measured.pop(0)[0].hits
+        reference_hits = self._reference_hits
+        assert reference_hits is not None
+        drops = [paired_drop(reference_hits, m[0].hits) if m[0].hits is not None else None for m in measured]
+        stopped = [d is not None and screen.rejects(d) for d in drops]
+        rest = self.evaluate_parts("val", [PartsRequest(c, tuple(range(1, screen.parts)), screen.parts)
+                                           for c, stop in zip(fresh, stopped, strict=True) if not stop])
+        for c, parts, drop, stop in zip(fresh, measured, drops, stopped, strict=True):
+            if stop and drop is not None:
+                ev = self.val.combine(c, parts)
+                ev.screened = screen.record(drop)
+                yield ev
+            else:
+                yield self.val.combine(c, parts + next(rest))
 
     def evaluate_ahead(self, split: Split, candidate: Candidate, batch_size: int) -> None:
         """Let the executor measure ``candidate`` on ``split`` in batch-sized pieces while its workers would
@@ -223,10 +261,11 @@ def _evaluation_from_record(rec: Mapping[str, Any], shape: ViTShape) -> Evaluati
     costs = Costs(g["total"], g["edge"], g["server"], rec["tokens_sent"], rec["channel_uses"],
                   tokens_entering(rec["r"], shape.num_patches, shape.num_prefix))
     acc = {k: [AccuracyPoint(**p) for p in v] for k, v in rec["accuracy_val"].items()}
+    screened = rec.get("screened")
     if rec.get("merging", "proportions") != "thresholds":
-        return Evaluation(list(rec["r"]), costs, acc, 0.0)
+        return Evaluation(list(rec["r"]), costs, acc, 0.0, screened=screened)
     dist = CostDistribution.model_validate(rec["cost_distribution"])
-    return Evaluation(list(rec["r"]), costs, acc, 0.0, [float(t) for t in rec["thresholds"]], dist)
+    return Evaluation(list(rec["r"]), costs, acc, 0.0, [float(t) for t in rec["thresholds"]], dist, screened)
 
 
 def reference_record(ctx: BuildContext) -> dict[str, Any]:
@@ -710,6 +749,9 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
     cleanup.callback(ctx.close)  # stops Ray actors (and a Ray instance the build started), even on errors
     s, grid = cfg.search, cfg.channel.snr_grid_db
     ref = reference_record(ctx)
+    parts = screen_parts(ctx.sizes["val"], cfg.data.batch_size, s.screen_images)
+    if parts > 1:
+        ctx.screen = Screen(parts, s.max_accuracy_drop, s.screen_z, record_candidate(ref))
     if not any(t["method"] == "reference" for t in ctx.test_archive):
         # Always re-measured on test: its pieces fill the cores the proposals leave idle.
         ctx.evaluate_ahead("test", record_candidate(ref), cfg.data.batch_size)
@@ -725,6 +767,10 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
         if base != s.method:
             by_method[base] = run_method(ctx, base, s.budget, s.seed, ref)
     conv = {**convergence(by_method, ref, grid, s.max_accuracy_drop), "seconds": dict(ctx.seconds)}
+    screened: dict[str, int] = {}
+    for rec in [*marks, *(r for recs in by_method.values() for r in recs)]:  # per archive tag, zeros included
+        screened[rec["method"]] = screened.get(rec["method"], 0) + ("screened" in rec)
+    conv["screened"] = screened
     atomic_write_text(out / "convergence.json", json.dumps(conv))
 
     def with_id(rec: dict[str, Any]) -> dict[str, Any]:

@@ -209,6 +209,14 @@ class SearchSection(_Strict):
     hypervolume reference point sits this far below the unmerged model, so the search spends its
     budget where users go. 3 points: policy users ask for 0.25-2 points; the extra point leaves the
     GP room to see the edge of the region (``paretoctl.optimizer.pareto``)."""
+    screen_images: int = Field(0, ge=0)
+    """Validation images a candidate is first measured on; it is measured on the rest only if it may
+    still lie inside the region (``max_accuracy_drop``), by a paired test against the unmerged model on
+    the same images (``paretoctl.optimizer.screening``). 0 measures every image. A multiple of
+    ``data.batch_size``, and fewer than ``data.val_limit``."""
+    screen_z: float = Field(3.0, gt=0, le=10)
+    """Standard errors of the paired drop beyond the region's edge that stop a candidate (3: a
+    candidate inside the region is stopped with probability at most 0.13%)."""
     num_restarts: int = Field(6, ge=1)
     raw_samples: int = Field(128, ge=1)
     mc_samples: int = Field(32, ge=1)
@@ -241,6 +249,16 @@ class BuildConfig(_Strict):
             raise ValueError(
                 f"search.initial ({self.search.initial}) must not exceed search.budget ({self.search.budget})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _screen_fits_data(self) -> BuildConfig:
+        n, batch, limit = self.search.screen_images, self.data.batch_size, self.data.val_limit
+        if n and n % batch:
+            raise ValueError(f"search.screen_images ({n}) must be a multiple of data.batch_size ({batch})")
+        if n and limit is not None and n >= limit:
+            raise ValueError(f"search.screen_images ({n}) must be smaller than data.val_limit ({limit}), "
+                             "or 0 to measure every image")
         return self
 
     def canonical(self) -> dict[str, Any]:

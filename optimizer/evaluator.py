@@ -108,6 +108,9 @@ class Evaluation:
     wall_s: float = 0.0
     thresholds: list[float] | None = None
     distribution: CostDistribution | None = None
+    screened: dict[str, Any] | None = None
+    """Set when screening stopped the measurement early (:mod:`paretoctl.optimizer.screening`): the
+    accuracies then cover only the screened images."""
 
     @property
     def merging(self) -> Literal["proportions", "thresholds"]:
@@ -125,12 +128,16 @@ class PartialEvaluation:
         token_counts: threshold configurations only: batch index -> ``[B, L + 1]`` real tokens
             entering every block, then leaving the last (empty for a fixed schedule).
         seconds: wall seconds the part took.
+        hits: when asked for (``per_image=True``), ``[n_images, channels, draws, SNRs]`` bool, whether
+            each image was classified right, in the part's image order (paired comparisons between
+            configurations: :mod:`paretoctl.optimizer.screening`); else None.
     """
 
     correct: torch.Tensor
     n_images: int
     token_counts: dict[int, torch.Tensor]
     seconds: float
+    hits: torch.Tensor | None = None
 
 
 def tokens_entering(r: Sequence[int], num_patches: int, num_prefix: int) -> list[int]:
@@ -246,12 +253,14 @@ class Evaluator:
         return self.combine(c, [self.evaluate_part(c)])
 
     @torch.inference_mode()
-    def evaluate_part(self, candidate: Candidate | Sequence[int], part: int = 0, parts: int = 1) -> PartialEvaluation:
+    def evaluate_part(self, candidate: Candidate | Sequence[int], part: int = 0, parts: int = 1,
+                      per_image: bool = False) -> PartialEvaluation:
         """The hit counts of ``candidate`` on the split's batches ``b`` with ``b % parts == part``.
 
         Parts of one evaluation can run in different processes: each batch keeps its own noise seed
         (its index ``b`` in the whole split), so :meth:`combine` of all ``parts`` parts gives exactly
-        the evaluation of the whole split. A part with no batches returns zero counts.
+        the evaluation of the whole split. A part with no batches returns zero counts. ``per_image``
+        also keeps every image's hits (``PartialEvaluation.hits``); the counts are the same.
         """
         if not 0 <= part < parts:
             raise ValueError(f"part must be in [0, {parts}), got {part}")
@@ -265,6 +274,7 @@ class Evaluator:
         correct = self._new_counts()
         n_images = 0
         counts: dict[int, torch.Tensor] = {}
+        hits: list[torch.Tensor] | None = [] if per_image else None
         for b, (images, labels) in enumerate(self.batches):
             if b % parts != part:
                 continue
@@ -273,17 +283,18 @@ class Evaluator:
             if c.thresholds is None:
                 with autocast(self.device, self.precision):
                     state = edge_forward(self.model, images, self.split)
-                self._through_channels(b, state, labels, correct, None)
+                self._through_channels(b, state, labels, correct, None, hits)
                 continue
             entering: list[torch.Tensor] = []
             with autocast(self.device, self.precision):
                 state = edge_forward(self.model, images, self.split, record=entering)
-            self._through_channels(b, state, labels, correct, real_token_counts(state.size))
+            self._through_channels(b, state, labels, correct, real_token_counts(state.size), hits)
             with autocast(self.device, self.precision):  # the clean server pass: server-side token counts
                 final = run_blocks(self.model, TokenState(state.tokens, state.size, None), self.split,
                                    self.depth, record=entering)
             counts[b] = torch.stack([*entering, real_token_counts(final.size)], dim=1).cpu()
-        return PartialEvaluation(correct.cpu(), n_images, counts, time.perf_counter() - t0)
+        per = None if hits is None else (torch.cat(hits) if hits else torch.zeros(0, *correct.shape, dtype=torch.bool))
+        return PartialEvaluation(correct.cpu(), n_images, counts, time.perf_counter() - t0, per)
 
     def combine(self, candidate: Candidate | Sequence[int], parts: Sequence[PartialEvaluation]) -> Evaluation:
         """The :class:`Evaluation` of ``candidate`` from the parts that together cover the split once.
@@ -357,13 +368,14 @@ class Evaluator:
         return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _through_channels(self, b: int, state: TokenState, labels: torch.Tensor, correct: torch.Tensor,
-                          num_tokens: torch.Tensor | None) -> None:
+                          num_tokens: torch.Tensor | None, per_image: list[torch.Tensor] | None = None) -> None:
         """Send batch ``b``'s edge state over every (channel, draw, SNR), run the server, count hits.
 
         Args:
             state: the edge's tokens ``[B, N, D]`` (padded when ``num_tokens`` is given).
             correct: ``[channels, draws, SNRs]`` hit counts, updated in place.
             num_tokens: ``[B]`` real tokens per image of a padded batch, or None.
+            per_image: if given, the batch's hits ``[B, channels, draws, SNRs]`` (bool, CPU) are appended.
         """
         n_snr, bsz = len(self.snr_grid), labels.shape[0]
         grid = torch.tensor(self.snr_grid, device=self.device)
@@ -381,14 +393,19 @@ class Evaluator:
         padded = {} if num_tokens is None else {"num_tokens": num_tokens.repeat(n_snr)}
         snr = grid.repeat_interleave(bsz)
         target = labels.repeat(n_snr)
+        batch_hits = torch.zeros(bsz, *correct.shape, dtype=torch.bool) if per_image is not None else None
         for ci, channel in enumerate(self.channels):
             for d in range(self.draws):
                 gen = torch.Generator().manual_seed(noise_seed(self.seed, ci, d, b))  # CPU: same on any device
                 noisy = channel(tokens, snr, generator=gen, **(slots if channel.supports_positions else {}),
                                 **padded)
                 predicted = self._server_predictions(noisy, size)
-                hits = (predicted == target).view(n_snr, bsz).sum(-1)
-                correct[ci, d] += hits
+                right = (predicted == target).view(n_snr, bsz)
+                correct[ci, d] += right.sum(-1)
+                if batch_hits is not None:
+                    batch_hits[:, ci, d] = right.t().cpu()
+        if per_image is not None and batch_hits is not None:
+            per_image.append(batch_hits)
 
     def _server_predictions(self, tokens: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
         """Top-1 classes ``[M]`` of the server part on ``tokens [M, N, D]`` (sizes ``[M, N, 1]``), in

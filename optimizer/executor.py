@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -85,10 +85,31 @@ Work = Candidate | Sequence[int]
 thresholds), or a plain schedule ``r``."""
 
 
+@dataclass(frozen=True)
+class PartsRequest:
+    """Some parts of one configuration's evaluation (:meth:`Evaluator.evaluate_part`).
+
+    Attributes:
+        item: the configuration.
+        parts: which parts, each in ``[0, of)``.
+        of: how many parts the split is cut into (batches ``b % of``).
+        per_image: also return each image's hits (``PartialEvaluation.hits``).
+    """
+
+    item: Candidate
+    parts: tuple[int, ...]
+    of: int
+    per_image: bool = False
+
+
 class Executor(Protocol):
     """Evaluates batches of configurations; results come back in the order they were given."""
 
     def evaluate(self, split: Split, schedules: Sequence[Work]) -> Iterator[Evaluation]: ...
+
+    def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+        """The requested parts, one list per request in request order (all submitted at the call)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -115,8 +136,17 @@ class LocalExecutor:
         for item in schedules:
             yield self._evaluators(split).evaluate_candidate(item)
 
+    def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+        return local_parts(self._evaluators(split), requests)
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+def local_parts(evaluator: Evaluator, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+    """:meth:`Executor.evaluate_parts` in this process, one request after another (lazily)."""
+    for req in requests:
+        yield [evaluator.evaluate_part(req.item, k, req.of, per_image=req.per_image) for k in req.parts]
 
 
 class EvalWorker:
@@ -142,9 +172,10 @@ class EvalWorker:
         """One configuration (a candidate with thresholds or r, or a plain ``r``) on ``split``."""
         return self.evaluator(split).evaluate_candidate(item)
 
-    def evaluate_part(self, split: Split, item: Work, part: int, parts: int) -> PartialEvaluation:
+    def evaluate_part(self, split: Split, item: Work, part: int, parts: int,
+                      per_image: bool = False) -> PartialEvaluation:
         """Part ``part`` of ``parts`` of one configuration's evaluation on ``split``."""
-        return self.evaluator(split).evaluate_part(item, part, parts)
+        return self.evaluator(split).evaluate_part(item, part, parts, per_image=per_image)
 
     def ready(self) -> bool:
         return True
@@ -193,6 +224,13 @@ class RayExecutor:
         work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
         yield from self._pool.map(lambda a, c: a.evaluate.remote(split, c), work)
 
+    def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+        pieces = [(req, k) for req in requests for k in req.parts]
+        done = self._pool.map(lambda a, p: a.evaluate_part.remote(split, p[0].item, p[1], p[0].of, p[0].per_image),
+                              pieces)
+        for req in requests:
+            yield [next(done) for _ in req.parts]
+
     def close(self) -> None:
         """Stop the actors, and the Ray instance if this executor started it."""
         import ray
@@ -218,10 +256,11 @@ def _start_worker(cfg: BuildConfig, state: dict[str, Any], threads: int) -> None
     _WORKER = EvalWorker(cfg, state, threads)
 
 
-def _evaluate_part_in_worker(split: Split, item: Candidate, part: int, parts: int) -> PartialEvaluation:
+def _evaluate_part_in_worker(split: Split, item: Candidate, part: int, parts: int,
+                             per_image: bool = False) -> PartialEvaluation:
     if _WORKER is None:  # pragma: no cover - the pool's initializer always runs first
         raise RuntimeError("worker process was not initialised")
-    return _WORKER.evaluate_part(split, item, part, parts)
+    return _WORKER.evaluate_part(split, item, part, parts, per_image)
 
 
 def process_workers(requested: int | None, q: int, cpus: int | None = None) -> int:
@@ -341,15 +380,27 @@ class ProcessExecutor:
         work = [Candidate.of(item) for item in schedules]  # picklable, thresholds included
         # In plan order: every worker takes a share of each evaluation, so no order balances the work
         # better, and results (and progress) arrive steadily.
-        futures = [self._pieces(split, c) for c in work]
+        results = self._results([self._pieces(split, c) for c in work])
         try:
-            for item, pieces in zip(work, futures, strict=True):
+            for item, measured in zip(work, results, strict=True):
+                yield self._evaluators(split).combine(item, measured)
+        finally:
+            results.close()  # cancels what is still queued
+
+    def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
+        with self._lock:
+            futures = [[self._pool.submit(_evaluate_part_in_worker, split, req.item, k, req.of, req.per_image)
+                        for k in req.parts] for req in requests]
+        return self._results(futures)
+
+    def _results(self, futures: list[list[Future[PartialEvaluation]]]) -> Generator[list[PartialEvaluation]]:
+        try:
+            for pieces in futures:
                 try:
-                    measured = [f.result() for f in pieces]
+                    yield [f.result() for f in pieces]
                 except BrokenProcessPool as err:
                     raise WorkerLost(f"an evaluation worker process died ({err}); the archive keeps every "
                                      "finished evaluation: run the build again with --resume") from None
-                yield self._evaluators(split).combine(item, measured)
         finally:  # a consumer that stops early (an error, an interrupt) leaves nothing queued
             for pieces in futures:
                 for f in pieces:

@@ -107,6 +107,10 @@ def _print_summary(console: Any, out: Path) -> None:
                       f"at most {regret['max_roi_points']:.2f} points, mean {regret['mean_roi_points']:.3f} "
                       f"({regret['queries_roi']} budget x channel x SNR queries); FLOPs saved at each loss level "
                       f"at most {regret.get('level_gap_points', 0.0):.1f} points short of the best evaluated")
+    screened: dict[str, int] = conv.get("screened", {})
+    if any(screened.values()):
+        console.print("screening stopped, after their first validation images, candidates clearly outside the "
+                      "region: " + ", ".join(f"{tag} {n}" for tag, n in screened.items()))
     seconds: dict[str, float] = conv.get("seconds", {})
     if not seconds:
         return
