@@ -24,6 +24,7 @@ $PY bench/papers_setup.py --out runs/papers --build | tee runs/bench/papers_setu
 if [ -f "$front" ]; then
   $PY bench/latency_error.py --front "$front" | tee runs/bench/latency_error.md
   $PY bench/headline.py "$front" --work runs/headline | tee runs/bench/headline.md
+  $PY bench/screening.py "$(dirname "$front")" --threads 2 | tee runs/bench/screening.md
 fi
 $PY bench/bo_vs_baselines.py --out runs/bench_bo --budget 24 --seeds 0 1 2 --sweep 480 --optuna | tee runs/bench/bo_vs_baselines.md
 $PY bench/machine_speed.py | tee runs/bench/machine_speed_after.md

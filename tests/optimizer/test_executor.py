@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config
@@ -19,11 +20,14 @@ from paretoctl.optimizer.evaluator import Evaluator
 from paretoctl.optimizer.executor import (
     EvalWorker,
     LocalExecutor,
+    PartsRequest,
     ProcessExecutor,
+    RayExecutor,
     WorkerLost,
     WorksAhead,
     default_workers,
     load_model,
+    local_parts,
     make_evaluator,
     process_workers,
     shareable_state,
@@ -105,6 +109,28 @@ def test_ray_build_equals_local_build(smoke_build: Path, ray_cluster: Any, tmp_p
         (resumed / name).unlink()
     run_build(cfg, resumed, resume=True)
     assert _records(resumed / "archive.jsonl") == remote
+
+
+@pytest.mark.slow
+def test_ray_actors_return_the_parts_and_hits_one_process_measures(ray_cluster: Any, tmp_path: Path) -> None:
+    """Screening's parts (``evaluate_parts``) from two actors equal the driver's, per-image hits included."""
+    cfg = load_config(_ray_config(tmp_path), {"data.val_limit": 400, "data.batch_size": 100})
+    model = load_model(cfg)
+    driver = make_evaluator(cfg, "val", model)
+    requests = [PartsRequest(Candidate(r=(3,) * 12), (0,), 4, per_image=True),
+                PartsRequest(Candidate(r=(1,) * 12), (1, 3), 4)]
+    executor = RayExecutor(cfg, model)
+    try:
+        remote = list(executor.evaluate_parts("val", requests))
+    finally:
+        executor.close()
+    local = list(local_parts(driver, requests))
+    assert [len(r) for r in remote] == [1, 2]
+    for a, b in zip([p for r in remote for p in r], [p for r in local for p in r], strict=True):
+        assert torch.equal(a.correct, b.correct) and a.n_images == b.n_images == 100
+        assert (a.hits is None) == (b.hits is None)
+        if a.hits is not None and b.hits is not None:
+            assert torch.equal(a.hits, b.hits)
 
 
 def test_smoke_config_states_no_runtime() -> None:
