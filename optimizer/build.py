@@ -218,19 +218,25 @@ class BuildContext:
 
     @contextlib.contextmanager
     def proposing(self) -> Iterator[None]:
-        """Around a proposer's call: with evaluations registered ahead, one worker takes them and the
-        proposer runs on one thread (its small GP operations run about as fast on one thread as on two,
-        ``bench/RESULTS.md``), so a proposal no longer leaves the cores idle."""
+        """Around a proposer's call: with an executor that works ahead, the proposer runs on one thread
+        (its small GP operations run about as fast on one thread as on two, ``bench/RESULTS.md``) and,
+        while evaluations registered ahead remain, one worker takes them, so a proposal no longer leaves
+        the cores idle. Always one thread, not only while work remains: how much remains depends on
+        timing, and a different thread count changes the GP fit's floating-point sums, hence the plan
+        (two builds of one config diverged that way on 2026-12-06)."""
         executor = self.executor
-        started, registered = executor.pieces_ahead() if isinstance(executor, WorksAhead) else (0, 0)
-        if not isinstance(executor, WorksAhead) or started >= registered:
+        if not isinstance(executor, WorksAhead):
             yield
             return
+        started, registered = executor.pieces_ahead()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with executor.while_idle(busy=1):
+            if started >= registered:
                 yield
+            else:
+                with executor.while_idle(busy=1):
+                    yield
         finally:
             torch.set_num_threads(threads)
 

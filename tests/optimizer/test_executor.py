@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -253,3 +254,43 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+class _FakeAhead:
+    """A works-ahead executor whose registered pieces are all started (or not), recording idle spells."""
+
+    def __init__(self, started: int, registered: int) -> None:
+        self.counts = (started, registered)
+        self.idle_spells = 0
+
+    def evaluate_ahead(self, split: Any, item: Any, parts: int) -> None:
+        raise AssertionError("not used")
+
+    def pieces_ahead(self) -> tuple[int, int]:
+        return self.counts
+
+    @contextlib.contextmanager
+    def while_idle(self, busy: int = 1, after_s: float = 0.5) -> Iterator[None]:
+        self.idle_spells += 1
+        yield
+
+
+@pytest.mark.parametrize(("started", "registered"), [(10, 10), (3, 10)], ids=["nothing left", "work left"])
+def test_proposals_run_on_one_thread_whatever_work_is_left(started: int, registered: int) -> None:
+    """How much work ahead remains depends on timing; the proposer's thread count must not (a GP fit on
+    two threads sums in another order and plans other candidates: two builds diverged that way)."""
+    from types import SimpleNamespace
+
+    from paretoctl.optimizer.build import BuildContext
+
+    fake = _FakeAhead(started, registered)
+    assert isinstance(fake, WorksAhead)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with BuildContext.proposing(SimpleNamespace(executor=fake)):  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        assert fake.idle_spells == (started < registered)
+    finally:
+        torch.set_num_threads(before)
