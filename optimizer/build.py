@@ -166,7 +166,8 @@ class BuildContext:
         """
         wanted = [Candidate.of(c) for c in candidates]
         fresh = list({c.key: c for c in wanted if c.key not in self._cache}.values())  # first appearance order
-        results = self._screened(fresh) if self.screen is not None and fresh else self.evaluate_many("val", fresh)
+        results = self._screened(self.screen, fresh) if self.screen is not None and fresh \
+            else self.evaluate_many("val", fresh)
         for c in wanted:
             if c.key not in self._cache:  # the next fresh configuration, in first-appearance order
                 self._cache[c.key] = next(results)
@@ -176,34 +177,35 @@ class BuildContext:
         """Evaluations of ``candidates`` on ``split`` by the executor, yielded in order as they finish."""
         if self.executor is not None:
             return self.executor.evaluate(split, candidates)
-        evaluator = self.val if split == "val" else self.test
+        evaluator = self._evaluator(split)
         return (evaluator.evaluate_candidate(c) for c in candidates)
 
     def evaluate_parts(self, split: Split, requests: Sequence[PartsRequest]) -> Iterator[list[PartialEvaluation]]:
         """Some parts of evaluations on ``split``, by the executor (``Executor.evaluate_parts``)."""
         if self.executor is not None:
             return self.executor.evaluate_parts(split, requests)
-        return local_parts(self.val if split == "val" else self.test, requests)
+        return local_parts(self._evaluator(split), requests)
 
-    def _screened(self, fresh: Sequence[Candidate]) -> Iterator[Evaluation]:
+    def _evaluator(self, split: Split) -> Evaluator:
+        return self.val if split == "val" else self.test
+
+    def _screened(self, screen: Screen, fresh: Sequence[Candidate]) -> Iterator[Evaluation]:
         """Validation evaluations of ``fresh``, each first on the screened images and then, unless it is
-        clearly outside the region of interest, on the rest (``paretoctl.optimizer.screening``)."""
-        screen = self.screen
-        assert screen is not None
+        clearly outside the region of interest, on the rest (``paretoctl.optimizer.screening``). The
+        unmerged model's part 0 is measured once, in the first call's batch of part-0 pieces."""
         first = [PartsRequest(c, (0,), screen.parts, per_image=True) for c in fresh]
-        if self._reference_hits is None:
+        reference_hits = self._reference_hits
+        if reference_hits is None:
             first.insert(0, PartsRequest(screen.reference, (0,), screen.parts, per_image=True))
         measured = list(self.evaluate_parts("val", first))
-        if self._reference_hits is None:
-            self._reference_hits = measured.pop(0)[0].hits
-        reference_hits = self._reference_hits
-        assert reference_hits is not None
-        drops = [paired_drop(reference_hits, m[0].hits) if m[0].hits is not None else None for m in measured]
-        stopped = [d is not None and screen.rejects(d) for d in drops]
+        if reference_hits is None:
+            reference_hits = self._reference_hits = _hits(measured.pop(0)[0])
+        drops = [paired_drop(reference_hits, _hits(m[0])) for m in measured]
+        stopped = [screen.rejects(d) for d in drops]
         rest = self.evaluate_parts("val", [PartsRequest(c, tuple(range(1, screen.parts)), screen.parts)
                                            for c, stop in zip(fresh, stopped, strict=True) if not stop])
         for c, parts, drop, stop in zip(fresh, measured, drops, stopped, strict=True):
-            if stop and drop is not None:
+            if stop:
                 ev = self.val.combine(c, parts)
                 ev.screened = screen.record(drop)
                 yield ev
@@ -257,6 +259,13 @@ class BuildContext:
 
     def next_id(self) -> int:
         return len(self.archive)
+
+
+def _hits(part: PartialEvaluation) -> torch.Tensor:
+    """The per-image hits of a part measured with ``per_image=True``."""
+    if part.hits is None:
+        raise RuntimeError("a screening part came back without its per-image hits")
+    return part.hits
 
 
 def _evaluation_from_record(rec: Mapping[str, Any], shape: ViTShape) -> Evaluation:
