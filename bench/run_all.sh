@@ -15,6 +15,7 @@ $PY bench/merge_speed.py --threads 1,2 --schedules half --compiled | tee runs/be
 $PY bench/weight_traffic.py | tee runs/bench/weight_traffic.md
 $PY bench/channel_speed.py | tee runs/bench/channel_speed.md
 $PY bench/server_chunk.py | tee runs/bench/server_chunk.md
+$PY bench/head_only.py | tee runs/bench/head_only.md
 $PY bench/service_load.py | tee runs/bench/service_load.md
 $PY bench/executors.py --rounds 3 | tee runs/bench/executors.md
 $PY bench/tome_baseline.py | tee runs/bench/tome_baseline.md

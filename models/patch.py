@@ -118,7 +118,8 @@ class MergingAttention(Attention):
     """timm ``Attention`` with proportional attention that also returns the merge metric."""
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, need_metric: bool = True
+        self, x: torch.Tensor, attn_bias: torch.Tensor | None = None, need_metric: bool = True,
+        queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Self-attention over ``x`` with an additive key bias.
 
@@ -130,23 +131,29 @@ class MergingAttention(Attention):
             attn_bias: ``[B, 1, 1, N]`` added to every query's logits for each key, ``log(size)`` for
                 proportional attention; None for none.
             need_metric: compute the merge metric (skipped in blocks that merge nothing).
+            queries: attend from the first ``queries`` tokens only (every token stays a key and a
+                value); None for all. Each output row is the one the full attention gives it.
 
         Returns:
-            ``out [B, N, D]`` and ``metric [B, N, head_dim]``, the keys (after ``k_norm``) averaged
-            over heads, which bipartite matching compares (None unless ``need_metric``).
+            ``out [B, Q, D]`` (``Q = queries or N``) and ``metric [B, N, head_dim]``, the keys (after
+            ``k_norm``) averaged over heads, which bipartite matching compares (None unless ``need_metric``).
         """
         batch, num_tokens, _ = x.shape
         gate = getattr(self, "gate", None)
         gate_value = gate(x).sigmoid() if gate is not None else None
         qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if queries is not None:
+            q = q[:, :, :queries]
+            if gate_value is not None:
+                gate_value = gate_value[:, :queries]
         q, k = _run(self.q_norm, q), _run(self.k_norm, k)
         if attn_bias is not None and attn_bias.dtype != q.dtype:
             attn_bias = attn_bias.to(q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.0
         )
-        out = out.transpose(1, 2).reshape(batch, num_tokens, self.num_heads * self.head_dim)
+        out = out.transpose(1, 2).reshape(batch, q.shape[2], self.num_heads * self.head_dim)
         out = _run(self.norm, out)
         if gate_value is not None:
             out = out * gate_value
@@ -161,7 +168,7 @@ class MergingBlock(Block):
 
     def forward(  # type: ignore[override]
         self, state: TokenState, r: int = 0, num_prefix: int = 0, prop_attn: bool = True,
-        threshold: float | None = None,
+        threshold: float | None = None, keep: int | None = None,
     ) -> TokenState:
         """One block with proportional attention, then a merge of ``r`` tokens, then the MLP.
 
@@ -173,12 +180,22 @@ class MergingBlock(Block):
                 sizes are 1 (no merge upstream), where the bias would be zero anyway.
             threshold: merge by similarity threshold instead of ``r`` (``r`` is then ignored):
                 :func:`paretoctl.models.threshold.threshold_merge`; padding tokens have size 0.
+            keep: compute only the first ``keep`` tokens' outputs (at most ``num_prefix``), for a last
+                block whose head reads no other: the merge never moves or changes a protected prefix
+                token, so it is skipped, and each kept token's output is the one the whole block gives.
 
         Returns:
-            The state with ``N - r`` tokens.
+            The state with ``N - r`` tokens (``keep`` tokens, without sources, when ``keep`` is given).
         """
         x, size, source = state.tokens, state.size, state.source
         bias = size.log().reshape(size.shape[0], 1, 1, -1) if prop_attn else None  # [B, 1, 1, N]
+        if keep is not None:
+            if not 0 < keep <= num_prefix:
+                raise ValueError(f"keep must be in [1, num_prefix={num_prefix}], got {keep}")
+            attn_out, _ = self.attn(self.norm1(x), bias, need_metric=False, queries=keep)
+            x = x[:, :keep] + _run(self.drop_path1, _run(self.ls1, attn_out))
+            x = x + _run(self.drop_path2, _run(self.ls2, _mlp(self.mlp, self.norm2(x))))
+            return TokenState(tokens=x, size=size[:, :keep], source=None)
         wants_metric = r > 0 if threshold is None else threshold < MERGES_NOTHING
         attn_out, metric = self.attn(self.norm1(x), bias, need_metric=wants_metric)
         x = x + _run(self.drop_path1, _run(self.ls1, attn_out))

@@ -35,6 +35,7 @@ __all__ = [
     "edge_forward",
     "embed_tokens",
     "head_forward",
+    "head_reads_first_token_only",
     "merge_schedule",
     "merge_thresholds",
     "pool_tokens",
@@ -113,7 +114,7 @@ def embed_tokens(model: VisionTransformer, images: torch.Tensor) -> TokenState:
 
 
 def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int,
-               record: list[torch.Tensor] | None = None) -> TokenState:
+               record: list[torch.Tensor] | None = None, keep_last: int | None = None) -> TokenState:
     """Run blocks ``[start, end)``; a patched model merges ``model.merge_r[i]`` tokens in block ``i``
     (or, with thresholds, whatever ``model.merge_threshold[i]`` lets each image merge).
 
@@ -123,9 +124,18 @@ def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int
     Blocks are called as modules, so forward hooks on them fire (a patched block's output is a
     :class:`TokenState`, an unpatched one's a tensor). Until the schedule's first merge every size is
     1, so the proportional-attention bias (``log 1 = 0``) is left out there: same result, less work.
+
+    ``keep_last`` (patched models, ``start < end``): block ``end - 1`` computes only its first
+    ``keep_last`` prefix tokens (``MergingBlock.forward``'s ``keep``), and the state returned holds them.
     """
     schedule = merge_schedule(model)
     blocks = model.blocks
+    if keep_last is not None and (schedule is None or start >= end):
+        raise ValueError("keep_last needs a patched model and at least one block to run")
+
+    def keep(i: int) -> int | None:
+        return keep_last if i == end - 1 else None
+
     if schedule is None:
         x = state.tokens
         for i in range(start, end):
@@ -141,14 +151,14 @@ def run_blocks(model: VisionTransformer, state: TokenState, start: int, end: int
         for i in range(start, end):
             if record is not None:
                 record.append(real_token_counts(state.size))
-            state = blocks[i](state, num_prefix=num_prefix, prop_attn=merged, threshold=thresholds[i])
+            state = blocks[i](state, num_prefix=num_prefix, prop_attn=merged, threshold=thresholds[i], keep=keep(i))
             merged = merged or active[i]
         return state
     merged = any(schedule[:start])  # sizes are all 1 until the schedule's first merge
     for i in range(start, end):
         if record is not None:
             record.append(state.size.new_full((state.size.shape[0],), state.size.shape[1], dtype=torch.long))
-        state = blocks[i](state, r=schedule[i], num_prefix=num_prefix, prop_attn=merged)
+        state = blocks[i](state, r=schedule[i], num_prefix=num_prefix, prop_attn=merged, keep=keep(i))
         merged = merged or schedule[i] > 0
     return state
 
@@ -223,8 +233,17 @@ def edge_forward(model: VisionTransformer, images: torch.Tensor, split: int,
     return run_blocks(model, embed_tokens(model, images), 0, split, record)
 
 
+def head_reads_first_token_only(model: VisionTransformer) -> bool:
+    """Whether the head reads token 0 alone (class-token pooling, no attention pooling), so the last
+    block's other outputs are never used. A subclass with its own head (DeiT's distilled one reads
+    two tokens) does not count."""
+    return (type(model).forward_head is VisionTransformer.forward_head  # type: ignore[comparison-overlap]
+            and getattr(model, "attn_pool", None) is None and str(getattr(model, "global_pool", "")) == "token"
+            and int(model.num_prefix_tokens) >= 1)
+
+
 def server_forward(model: VisionTransformer, state: TokenState, split: int,
-                   record: list[torch.Tensor] | None = None) -> torch.Tensor:
+                   record: list[torch.Tensor] | None = None, head_only: bool = False) -> torch.Tensor:
     """The server's part: blocks ``[split, L)``, final norm, pooling and head.
 
     Args:
@@ -232,6 +251,12 @@ def server_forward(model: VisionTransformer, state: TokenState, split: int,
         state: what the edge sent (possibly after a channel).
         split: the edge's split.
         record: optional list that receives each block's entering real-token counts (``[B]`` each).
+        head_only: where the head reads the class token alone (:func:`head_reads_first_token_only`)
+            and the model is patched, the last block computes that token only: its attention query,
+            output projection and MLP for one row instead of ``N`` (about 8% of an unmerged server
+            part of the bundled model). The logits are the whole forward's up to float rounding
+            (matrix products of other shapes). Ignored where it does not apply; the GFLOPs convention
+            (:mod:`paretoctl.models.flops`) counts the whole block either way.
 
     Returns:
         ``[B, num_classes]`` logits.
@@ -240,4 +265,6 @@ def server_forward(model: VisionTransformer, state: TokenState, split: int,
         ValueError: ``split`` is out of range.
     """
     check_split(model, split)
-    return head_forward(model, run_blocks(model, state, split, _depth(model), record))
+    depth = _depth(model)
+    short = head_only and split < depth and merge_schedule(model) is not None and head_reads_first_token_only(model)
+    return head_forward(model, run_blocks(model, state, split, depth, record, keep_last=1 if short else None))

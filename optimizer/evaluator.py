@@ -183,6 +183,9 @@ class Evaluator:
             server part runs on ``SNRs x batch`` rows; in cache-sized pieces it is 1.5-1.8x faster on
             a CPU than in one (``bench/server_chunk.py``). The noise is drawn for the whole stack
             first, so the pieces change nothing but the order of the work.
+        head_only: the server's last block computes only the token the head reads
+            (``server_forward``'s ``head_only``): the same predictions up to float rounding, about 6%
+            less time per evaluation (``bench/server_chunk.py``).
     """
 
     def __init__(
@@ -197,10 +200,12 @@ class Evaluator:
         device: torch.device | str = "cpu",
         precision: Precision = "fp32",
         server_chunk: int | None = DEFAULT_SERVER_CHUNK,
+        head_only: bool = True,
     ) -> None:
         if server_chunk is not None and server_chunk < 1:
             raise ValueError(f"server_chunk must be at least 1 or None, got {server_chunk}")
         self.server_chunk = server_chunk
+        self.head_only = head_only
         self.device = torch.device(device)
         self.precision: Precision = precision
         apply_merging(model)
@@ -415,7 +420,7 @@ class Evaluator:
         for start in range(0, tokens.shape[0], step):
             piece = TokenState(tokens[start:start + step], size[start:start + step], None)
             with autocast(self.device, self.precision):
-                out.append(server_forward(self.model, piece, self.split).argmax(-1))
+                out.append(server_forward(self.model, piece, self.split, head_only=self.head_only).argmax(-1))
         return torch.cat(out)
 
     def _accuracy(self, correct: torch.Tensor, n_images: int) -> dict[str, list[AccuracyPoint]]:

@@ -9,7 +9,14 @@ import torch
 
 from paretoctl.models.patch import apply_merging
 from paretoctl.models.schedule import resolve_schedule, tokens_after_layers
-from paretoctl.models.split import TokenState, edge_forward, pool_tokens, server_forward
+from paretoctl.models.split import (
+    TokenState,
+    edge_forward,
+    head_reads_first_token_only,
+    pool_tokens,
+    run_blocks,
+    server_forward,
+)
 from tests.models.vit_cases import CASE_IDS, MODEL_CASES, make_images, make_model
 
 
@@ -32,6 +39,46 @@ def test_edge_then_server_equals_model(name: str, kwargs: dict[str, Any], patche
             torch.testing.assert_close(state.size.sum(dim=(1, 2)),
                                        torch.full((len(images),), float(num_patches + num_prefix)))
             torch.testing.assert_close(server_forward(model, state, split), full, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("thresholds", [False, True], ids=["schedule", "thresholds"])
+@pytest.mark.parametrize(("name", "kwargs"), MODEL_CASES, ids=CASE_IDS)
+def test_head_only_server_gives_the_whole_forwards_logits(name: str, kwargs: dict[str, Any], thresholds: bool) -> None:
+    """The last block computing only the class token changes no logit beyond float rounding, where it
+    applies (class-token pooling), and nothing at all where it does not (avg pooling, no cls)."""
+    model = make_model(name, kwargs)
+    images = make_images(model, batch=3)
+    depth, num_patches = len(model.blocks), model.patch_embed.num_patches
+    if thresholds:
+        apply_merging(model, thresholds=[0.2] * depth)  # merges at every block, the last included
+    else:
+        apply_merging(model, resolve_schedule([0.5, 1.0] + [0.4] * (depth - 2), num_patches, depth))
+    with torch.no_grad():
+        for split in (0, depth // 2, depth - 1):
+            state = edge_forward(model, images, split)
+            whole = server_forward(model, state, split)
+            short = server_forward(model, state, split, head_only=True)
+            torch.testing.assert_close(short, whole, atol=2e-6, rtol=1e-5)
+            if not head_reads_first_token_only(model):
+                assert torch.equal(short, whole)
+
+
+def test_head_only_last_block_keeps_one_token_and_only_its_rows() -> None:
+    """``keep_last`` returns the first token only, equal to that row of the whole last block."""
+    model = make_model("vit_fmnist_patch4_28", {})
+    apply_merging(model, [2] * 12)
+    assert head_reads_first_token_only(model)
+    with torch.no_grad():
+        state = edge_forward(model, make_images(model), 11)
+        whole = run_blocks(model, state, 11, 12)
+        short = run_blocks(model, state, 11, 12, keep_last=1)
+    assert whole.tokens.shape[1] == state.tokens.shape[1] - 2 and short.tokens.shape[1] == 1
+    torch.testing.assert_close(short.tokens[:, 0], whole.tokens[:, 0], atol=2e-6, rtol=1e-5)
+    assert short.size.shape == (2, 1, 1) and short.source is None
+    with pytest.raises(ValueError, match="keep must be in"):
+        run_blocks(model, state, 11, 12, keep_last=2)
+    with pytest.raises(ValueError, match="keep_last needs"):
+        run_blocks(model, state, 12, 12, keep_last=1)
 
 
 def test_unpatched_edge_state_is_timm_blocks_output() -> None:

@@ -34,13 +34,24 @@ def test_pieces_measure_what_one_piece_measures(setup: SimpleNamespace, work: di
     assert pieces.costs == whole.costs
 
 
+@pytest.mark.parametrize("work", [{"r": [2] * 12}, {"thresholds": [0.9] * 12}], ids=["schedule", "thresholds"])
+def test_head_only_server_measures_what_the_whole_forward_measures(setup: SimpleNamespace,
+                                                                   work: dict[str, list[float]]) -> None:
+    """The default head-only last block gives the same hits at every (channel, SNR) as the whole one."""
+    fast = _evaluator(setup, 7)
+    slow = _evaluator(setup, 7)
+    slow.head_only = False
+    assert fast.head_only
+    assert fast.evaluate(**work).accuracy == slow.evaluate(**work).accuracy  # type: ignore[arg-type]
+
+
 def test_the_server_runs_in_pieces_of_the_stated_size(setup: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     rows: list[int] = []
     real = evaluator_module.server_forward
 
-    def spy(model, state, split):  # type: ignore[no-untyped-def]
+    def spy(model, state, split, **kwargs):  # type: ignore[no-untyped-def]
         rows.append(int(state.tokens.shape[0]))
-        return real(model, state, split)
+        return real(model, state, split, **kwargs)
 
     monkeypatch.setattr(evaluator_module, "server_forward", spy)
     _evaluator(setup, 16).evaluate([1] * 12)
