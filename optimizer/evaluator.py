@@ -184,8 +184,8 @@ class Evaluator:
             a CPU than in one (``bench/server_chunk.py``). The noise is drawn for the whole stack
             first, so the pieces change nothing but the order of the work.
         head_only: the server's last block computes only the token the head reads
-            (``server_forward``'s ``head_only``): the same predictions up to float rounding, about 6%
-            less time per evaluation (``bench/server_chunk.py``).
+            (``server_forward``'s ``head_only``): the same predictions up to float rounding, 3-15%
+            less time per evaluation on the bundled model (``bench/head_only.py``).
     """
 
     def __init__(
