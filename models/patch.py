@@ -189,15 +189,12 @@ class MergingBlock(Block):
         """
         x, size, source = state.tokens, state.size, state.source
         bias = size.log().reshape(size.shape[0], 1, 1, -1) if prop_attn else None  # [B, 1, 1, N]
-        if keep is not None:
-            if not 0 < keep <= num_prefix:
-                raise ValueError(f"keep must be in [1, num_prefix={num_prefix}], got {keep}")
-            attn_out, _ = self.attn(self.norm1(x), bias, need_metric=False, queries=keep)
-            x = x[:, :keep] + _run(self.drop_path1, _run(self.ls1, attn_out))
-            x = x + _run(self.drop_path2, _run(self.ls2, _mlp(self.mlp, self.norm2(x))))
-            return TokenState(tokens=x, size=size[:, :keep], source=None)
-        wants_metric = r > 0 if threshold is None else threshold < MERGES_NOTHING
-        attn_out, metric = self.attn(self.norm1(x), bias, need_metric=wants_metric)
+        if keep is not None and not 0 < keep <= num_prefix:
+            raise ValueError(f"keep must be in [1, num_prefix={num_prefix}], got {keep}")
+        wants_metric = keep is None and (r > 0 if threshold is None else threshold < MERGES_NOTHING)
+        attn_out, metric = self.attn(self.norm1(x), bias, need_metric=wants_metric, queries=keep)
+        if keep is not None:  # no metric, so no merge below
+            x, size, source = x[:, :keep], size[:, :keep], None
         x = x + _run(self.drop_path1, _run(self.ls1, attn_out))
         if threshold is not None:
             if metric is not None:
