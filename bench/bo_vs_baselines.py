@@ -6,11 +6,12 @@ evaluator (same validation images, same channel noise) and prints the hypervolum
 of interest* (``search.max_accuracy_drop`` points below the unmerged model at that grid point;
 ``--max-drop`` overrides it) at every (channel, SNR), each method's ratio to BoTorch, and BoTorch's
 ratio to a reference front built from a much larger Sobol + uniform sweep (plus every point any
-method found). As in a build, the unmerged model and the 8 uniform marks are measured first and are
-part of every method's front (BoTorch's GP also learns from them); each method then spends the same
-budget. It also prints the seconds spent proposing against the seconds spent evaluating, per method,
-and ``--effort`` adds BoTorch runs with other acquisition-optimiser settings
-(``restarts,raw_samples,mc_samples,maxiter``) to weigh proposal time against quality.
+method found). As in a build, the unmerged model and ToMe's uniform schedules inside the region
+(``tome_marks``) are measured first and are part of every method's front (BoTorch's GP also learns
+from them); each method then spends the same budget. It also prints the seconds spent proposing
+against the seconds spent evaluating, per method, and ``--effort`` adds BoTorch runs with other
+acquisition-optimiser settings (``restarts,raw_samples,mc_samples,maxiter``) to weigh proposal time
+against quality.
 
 Everything is archived in the output directory, so an interrupted run resumes where it stopped, and
 identical schedules are measured once. Run:
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.optuna_baseline import OptunaProposer  # noqa: E402
-from paretoctl.optimizer.build import MARKS_TAG, convergence, open_context, reference_record, run_method  # noqa: E402
+from paretoctl.optimizer.build import convergence, open_context, reference_record, run_method, tome_marks  # noqa: E402
 from paretoctl.optimizer.builddir import BuildLock  # noqa: E402
 from paretoctl.optimizer.config import load_config  # noqa: E402
 from paretoctl.optimizer.pareto import per_snr_hypervolumes  # noqa: E402
@@ -78,7 +79,7 @@ def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: 
     grid = cfg.channel.snr_grid_db
     ref = reference_record(ctx)
     drop = cfg.search.max_accuracy_drop if args.max_drop is None else args.max_drop
-    marks = run_method(ctx, "uniform", min(8, args.budget), 0, ref, tag=MARKS_TAG)
+    marks = tome_marks(ctx, ref)
     efforts = {f"botorch-e{i}": tuple(int(v) for v in e.split(",")) for i, e in enumerate(args.effort)}
     baselines = [*METHODS[1:], *(["optuna"] if args.optuna else [])]
     methods = ["botorch", *baselines, *efforts]
@@ -119,7 +120,7 @@ def run_bench(args: argparse.Namespace, cfg: Any, out: Path, progress: Any, t0: 
           f"{cfg.data.val_limit} validation images, split {cfg.split_index}\n")
     print(f"Hypervolume per (channel, SNR) inside the region of interest ({drop:g} points below the unmerged "
           "model there) in (accuracy, -GFLOPs/unmerged, -channel uses/unmerged), mean ± std over seeds; "
-          "ratio = method / BoTorch. Every front includes the unmerged model and the 8 uniform marks.\n")
+          "ratio = method / BoTorch. Every front includes the unmerged model and ToMe's marks in the region.\n")
     print("| channel@SNR dB | " + " | ".join(methods) + " | reference sweep | BoTorch / reference |")
     print("|---" * (len(methods) + 3) + "|")
     wins = 0

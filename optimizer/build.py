@@ -68,7 +68,14 @@ from paretoctl.optimizer.pareto import (
     reference_point,
 )
 from paretoctl.optimizer.preflight import Preflight, preflight
-from paretoctl.optimizer.proposers import FixedProposer, Proposer, batches_for, make_proposer, threshold_marks
+from paretoctl.optimizer.proposers import (
+    FixedProposer,
+    Proposer,
+    batches_for,
+    make_proposer,
+    threshold_marks,
+    tome_schedules,
+)
 from paretoctl.optimizer.runtime import set_threads
 from paretoctl.optimizer.screening import Screen, paired_drop, screen_parts
 from paretoctl.optimizer.space import (
@@ -351,6 +358,37 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
             ctx.progress(tag, len(mine), budget, hv)
         ctx.spend(f"{tag}/evaluate", started)
     return ctx.archive.where(method=tag)
+
+
+MAX_TOME_MARKS = 16
+"""The most of ToMe's uniform schedules a build measures as marks (:func:`tome_marks`)."""
+
+
+def tome_marks(ctx: BuildContext, ref: Mapping[str, Any], limit: int = MAX_TOME_MARKS) -> list[dict[str, Any]]:
+    """ToMe's uniform schedules from the least merging up, until they leave the region of interest.
+
+    Why: these are the schedules a user would otherwise pick by hand (``bench/headline.py`` compares
+    the front with them), so every one inside the region is measured and competes for the front; one
+    spread over the whole range from no merging to the most would spend most marks far outside it.
+    :func:`~paretoctl.optimizer.proposers.tome_schedules` (constant and decreasing r, least merging
+    first, the unmerged one left out: it is the reference) is walked ``search.q`` at a time; the walk
+    stops after the first batch lying wholly outside the region (grid-mean validation accuracy at or
+    below the reference point's, screened estimates included) or at ``limit`` schedules. Each batch
+    is planned and archived as any search batch, so an interrupted walk resumes where it stopped.
+    """
+    s = ctx.cfg.search
+    points = [ctx.space.from_r(r) for r in tome_schedules(ctx.space)[1:]][:limit]
+    edge = reference_point(ref, s.max_accuracy_drop)[0]
+    recs: list[dict[str, Any]] = []
+    n = 0
+    while n < len(points):
+        n = min(n + s.q, len(points))
+        recs = run_method(ctx, "uniform", n, s.seed, ref, tag=MARKS_TAG, space=ctx.space,
+                          proposer=FixedProposer(points[:n], s.q))
+        newest = recs[(n - 1) // s.q * s.q :]  # the batch just measured
+        if all(objective_vector(rec, ref)[0] <= edge for rec in newest):
+            break
+    return recs
 
 
 def _plan_from_records(ctx: BuildContext, tag: str, batch: int,
@@ -771,8 +809,7 @@ def _run_locked(cfg: BuildConfig, out: Path, resume: bool, progress: ProgressFn,
         # Always re-measured on test: its pieces fill the cores the proposals leave idle.
         ctx.evaluate_ahead("test", record_candidate(ref), cfg.data.batch_size)
     by_method: dict[str, list[dict[str, Any]]] = {}
-    marks = (run_method(ctx, "uniform", min(8, s.budget), s.seed, ref, tag=MARKS_TAG, space=ctx.space)
-             if s.uniform_marks else [])
+    marks = tome_marks(ctx, ref) if s.uniform_marks else []
     if s.uniform_marks and isinstance(ctx.searched, ThresholdSpace):
         points = threshold_marks(ctx.searched)
         marks += run_method(ctx, "uniform", len(points), s.seed, ref, tag=THRESHOLD_MARKS_TAG, space=ctx.searched,

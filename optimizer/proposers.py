@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -344,12 +345,13 @@ class BotorchProposer:
             return self._acquire_seeded(batch, x, y, ref_point, n, y_var)
 
     def _log(self, batch: int, stage: str, caught: Sequence[warnings.WarningMessage]) -> None:
-        for w in caught:
-            msg = f"botorch batch {batch}: {stage}: {w.category.__name__}: {' '.join(str(w.message).split())}"
+        counts = Counter(f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught)
+        for text, times in counts.items():
+            msg = f"botorch batch {batch}: {stage}: {text}"
             if msg not in self.warnings:
                 self.warnings.append(msg)  # whole, for whoever inspects the proposer
-                # BoTorch's retry message embeds every nested warning; one log line stays readable.
-                logger.warning(msg if len(msg) <= 300 else f"{msg[:300]} ... ({len(msg)} characters)")
+                line = msg if len(msg) <= 300 else f"{msg[:300]} ... ({len(msg)} characters)"
+                logger.warning(line if times == 1 else f"{line} (x{times})")
 
     def fit_model(self, batch: int, x: torch.Tensor, y: torch.Tensor, y_var: torch.Tensor | None) -> Any:
         """The accuracy GP, fitted; known noise when ``y_var`` is given.
@@ -399,19 +401,35 @@ class BotorchProposer:
 
     def _acquire_seeded(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],
                         n: int, y_var: torch.Tensor | None) -> torch.Tensor:
+        from botorch.generation.gen import gen_candidates_scipy
         from botorch.optim import optimize_acqf
 
         dim = self.space.dim
         x = x.to(torch.double)
         bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
         acq = self.acquisition(batch, x, y, ref_point, y_var)
+        optimiser: list[warnings.WarningMessage] = []
+
+        def gen_recorded(*args: Any, **kwargs: Any) -> Any:
+            # The optimiser's warnings are kept here, so optimize_acqf neither drops them nor retries on them.
+            with warnings.catch_warnings(record=True) as inner:
+                warnings.simplefilter("always")
+                out = gen_candidates_scipy(*args, **kwargs)
+            optimiser.extend(inner)
+            return out
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # No retry: L-BFGS-B's line search ends early (scipy status 2) whenever the joint posterior
+            # of the baseline and a candidate needs Cholesky jitter, which it did in every batch of the
+            # default build; a second try from fresh starts met the same end every time and cost a third to
+            # a half of the proposal time (docs/architecture.md, "Search"). The first try's candidates are kept.
             cand, _ = optimize_acqf(
                 acq, bounds=bounds, q=n, num_restarts=self.num_restarts, raw_samples=self.raw_samples,
                 sequential=True, options={"batch_limit": 8, "maxiter": self.maxiter, "seed": self.seed + batch},
+                retry_on_optimization_warning=False, gen_candidates=gen_recorded,
             )
-        self._log(batch, "acquisition", caught)
+        self._log(batch, "acquisition", [*caught, *optimiser])
         return self.dedupe(batch, acq, cand.detach().clamp(0, 1), self._measured(x))
 
     def acquisition(self, batch: int, x: torch.Tensor, y: torch.Tensor, ref_point: Sequence[float],

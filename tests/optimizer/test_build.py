@@ -11,10 +11,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import timm
 import torch
 
+import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+from paretoctl.models.flops import ViTShape
 from paretoctl.optimizer.archive import JsonlArchive
 from paretoctl.service.schema import FrontLoadError, dump_front, load_front
 from tests.optimizer.conftest import ROOT, SMOKE_RNG, smoke_config_text
@@ -52,9 +56,11 @@ def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
         assert len(cfg.accuracy_val["awgn"]) == 3 and len(cfg.accuracy_test["awgn"]) == 3
         assert cfg.gflops.total == pytest.approx(cfg.gflops.edge + cfg.gflops.server, rel=1e-6)
         assert cfg.gflops.total <= ref.gflops.total + 1e-9
-    # The archive holds the reference, 8 uniform marks and exactly the budget of BoTorch evaluations.
+    # The archive holds the reference, ToMe's marks (test below) and exactly the budget of BoTorch evaluations.
     arch = list(JsonlArchive(smoke_build / "archive.jsonl"))
-    assert Counter(r["method"] for r in arch) == {"reference": 1, "uniform-marks": 8, "botorch": 8}
+    counts = Counter(r["method"] for r in arch)
+    assert counts["reference"] == 1 and counts["botorch"] == 8
+    assert set(counts) == {"reference", "uniform-marks", "botorch"}
     conv = json.loads((smoke_build / "convergence.json").read_text())
     curve = conv["methods"]["botorch"]
     assert [p["n_evals"] for p in curve] == list(range(1, 9))
@@ -110,18 +116,18 @@ def test_resume_after_sigkill_mid_batch(tmp_path: Path) -> None:
     env = ENV
     archive = out / "archive.jsonl"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill inside BoTorch's first batch: reference (1) + uniform marks (8) + at least 2 of its 4 evaluations.
+    # Kill inside BoTorch's first batch: after the reference, ToMe's marks and at least 2 of its 4 evaluations.
     deadline = time.time() + 240
     while time.time() < deadline:
-        lines = archive.read_text().count("\n") if archive.exists() else 0
-        if lines >= 11 or proc.poll() is not None:
+        searched = archive.read_text().count('"method":"botorch"') if archive.exists() else 0
+        if searched >= 2 or proc.poll() is not None:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the build finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = list(JsonlArchive(archive))
-    assert 11 <= len(before) < 17 and not (out / "front.json").exists()
+    assert 2 <= sum(r["method"] == "botorch" for r in before) < 8 and not (out / "front.json").exists()
 
     # Without --resume the directory is refused, untouched.
     refused = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -130,9 +136,11 @@ def test_resume_after_sigkill_mid_batch(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     after = list(JsonlArchive(archive))
     keys = [(r["method"], r["batch"], r["index"]) for r in after]
-    assert len(keys) == len(set(keys)) == 17  # complete, no duplicates
+    counts = Counter(r["method"] for r in after)
+    assert counts["reference"] == 1 and counts["botorch"] == 8 and counts["uniform-marks"] >= 4
+    assert len(keys) == len(set(keys)) == len(after)  # complete, no duplicates
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or rewritten
-    assert [r["eval_id"] for r in after] == list(range(17))
+    assert [r["eval_id"] for r in after] == list(range(len(after)))
     load_front(out / "front.json")
 
 
@@ -249,3 +257,41 @@ def test_unwritable_out_fails_before_any_work(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert res.returncode == 3 and "is not writable" in _stderr_line(res.stderr)
     assert time.perf_counter() - t0 < 30  # no model, data or evaluation was loaded
+
+
+def check_tome_walk(arch: list[dict[str, Any]], space: Any, q: int, max_accuracy_drop: float) -> int:
+    """Assert the archive's marks follow :func:`tome_marks`' rule; returns how many there are.
+
+    The rule, checked independently of the code: ToMe's schedules from the least merging up (the
+    unmerged one left out), ``q`` at a time, stopping after the first batch whose grid-mean validation
+    accuracies are all at least ``max_accuracy_drop`` points below the unmerged model's, or at the cap.
+    """
+    from paretoctl.optimizer.build import MAX_TOME_MARKS
+    from paretoctl.optimizer.proposers import tome_schedules
+
+    def grid_mean(rec: dict[str, Any]) -> float:
+        accs = [p["mean"] for points in rec["accuracy_val"].values() for p in points]
+        return sum(accs) / len(accs)
+
+    ref = next(r for r in arch if r["method"] == "reference")
+    marks = [r for r in arch if r["method"] == "uniform-marks"]
+    walk = tome_schedules(space)[1:][:MAX_TOME_MARKS]
+    assert [r["r"] for r in marks] == walk[: len(marks)]
+    assert [(r["batch"], r["index"]) for r in marks] == [(k // q, k % q) for k in range(len(marks))]
+    batches = [marks[k : k + q] for k in range(0, len(marks), q)]
+    outside = [all(grid_mean(r) <= grid_mean(ref) - max_accuracy_drop / 100 + 1e-12 for r in b) for b in batches]
+    assert not any(outside[:-1])  # the walk went on only while a batch reached inside the region
+    assert outside[-1] or len(marks) == len(walk)  # and stopped at the first batch wholly outside, or the end
+    return len(marks)
+
+
+def test_marks_walk_tome_schedules_until_they_leave_the_region(smoke_build: Path) -> None:
+    from paretoctl.optimizer.config import load_config
+    from paretoctl.optimizer.space import SearchSpace
+
+    cfg = load_config(smoke_build / "config.yaml")
+    arch = list(JsonlArchive(smoke_build / "archive.jsonl"))
+    model = timm.create_model("vit_fmnist_patch4_28", pretrained=False)
+    space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
+    n = check_tome_walk(arch, space, cfg.search.q, cfg.search.max_accuracy_drop)
+    assert n >= cfg.search.q

@@ -95,7 +95,7 @@ def test_ray_build_equals_local_build(smoke_build: Path, ray_cluster: Any, tmp_p
     run_build(cfg, out)
     assert len(ray_cluster.nodes()) == 1 and ray_cluster.cluster_resources()["CPU"] == 2
     local, remote = _records(smoke_build / "archive.jsonl"), _records(out / "archive.jsonl")
-    assert len(remote) == 17 and remote == local  # same schedules, same order, same accuracies
+    assert len(remote) >= 13 and remote == local  # same schedules, same order, same accuracies
     assert _records(out / "test_archive.jsonl", "test") == _records(smoke_build / "test_archive.jsonl", "test")
     a, b = (json.loads((d / "front.json").read_text()) for d in (smoke_build, out))
     assert [c["r"] for c in a["configs"]] == [c["r"] for c in b["configs"]]
@@ -160,7 +160,7 @@ def test_process_build_equals_local_build(smoke_build: Path, tmp_path: Path) -> 
     out = tmp_path / "processes"
     run_build(cfg, out)
     local, parallel = _records(smoke_build / "archive.jsonl"), _records(out / "archive.jsonl")
-    assert len(parallel) == 17 and parallel == local
+    assert len(parallel) >= 13 and parallel == local  # reference, >= 4 marks, 8 BoTorch
     assert _records(out / "test_archive.jsonl", "test") == _records(smoke_build / "test_archive.jsonl", "test")
     a, b = (json.loads((d / "front.json").read_text()) for d in (smoke_build, out))
     assert [c["r"] for c in a["configs"]] == [c["r"] for c in b["configs"]]

@@ -53,6 +53,33 @@ def test_fit_warnings_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert any("GP fit" in rec.getMessage() for rec in caplog.records)
 
 
+def test_optimiser_runs_once_per_candidate_and_its_warnings_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every optimiser run here ends with an OptimizationWarning (as L-BFGS-B's early line-search end does
+    in a real build): BoTorch would retry from fresh starts; the proposer keeps the first try and logs
+    the optimiser's warnings instead."""
+    import warnings
+
+    import botorch.generation.gen as gen
+    from botorch.exceptions.warnings import OptimizationWarning
+
+    calls = []
+    real = gen.gen_candidates_scipy
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        out = real(*args, **kwargs)
+        warnings.warn("line search ended early (test)", OptimizationWarning, stacklevel=1)
+        return out
+
+    monkeypatch.setattr(gen, "gen_candidates_scipy", counted)
+    space = _space()
+    x, y = _history(space)
+    proposer = BotorchProposer(space, 0, 2, 8, num_restarts=2, raw_samples=16, mc_samples=8, maxiter=5)
+    points = proposer.propose(1, x, y, [0.8, -1.05, -1.05], 2, y_var=torch.full((len(x),), 4e-5, dtype=torch.double))
+    assert len(points) == 2 and len(calls) == 2  # sequential q=2: one optimiser run per candidate, no retry
+    assert any("acquisition: OptimizationWarning: line search ended early (test)" in m for m in proposer.warnings)
+
+
 def test_measured_and_repeated_schedules_are_replaced() -> None:
     space = _space()
     x, y = _history(space)
