@@ -61,3 +61,38 @@ def smoke_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def threshold_build(threshold_build_dir: Path) -> Path:
     """configs/smoke_thresholds.yaml built end to end (the session's one threshold build, tests/conftest.py)."""
     return threshold_build_dir
+
+
+def check_tome_walk(arch: list[dict[str, Any]], cfg: Any) -> int:
+    """Assert a build's marks follow :func:`~paretoctl.optimizer.build.tome_marks`' rule; returns how many.
+
+    The rule, checked independently of the code: ToMe's schedules from the least merging up (the
+    unmerged one left out), ``search.q`` at a time, stopping after the first batch whose grid-mean
+    validation accuracies all lie ``search.max_accuracy_drop`` points or more below the unmerged
+    model's, or at the cap.
+    """
+    import timm
+
+    import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
+    from paretoctl.models.flops import ViTShape
+    from paretoctl.optimizer.build import MAX_TOME_MARKS
+    from paretoctl.optimizer.proposers import tome_schedules
+    from paretoctl.optimizer.space import SearchSpace
+
+    def grid_mean(rec: dict[str, Any]) -> float:
+        accs = [p["mean"] for points in rec["accuracy_val"].values() for p in points]
+        return sum(accs) / len(accs)
+
+    q, drop = cfg.search.q, cfg.search.max_accuracy_drop
+    space = SearchSpace(ViTShape.of(timm.create_model("vit_fmnist_patch4_28")), cfg.split_index,
+                        cfg.search.max_proportion)
+    ref = next(r for r in arch if r["method"] == "reference")
+    marks = [r for r in arch if r["method"] == "uniform-marks"]
+    walk = tome_schedules(space)[1:][:MAX_TOME_MARKS]
+    assert [r["r"] for r in marks] == walk[: len(marks)]
+    assert [(r["batch"], r["index"]) for r in marks] == [(k // q, k % q) for k in range(len(marks))]
+    batches = [marks[k : k + q] for k in range(0, len(marks), q)]
+    outside = [all(grid_mean(r) <= grid_mean(ref) - drop / 100 + 1e-12 for r in b) for b in batches]
+    assert not any(outside[:-1])  # the walk went on only while a batch reached inside the region
+    assert outside[-1] or len(marks) == len(walk)  # and stopped at the first batch wholly outside, or the end
+    return len(marks)

@@ -11,17 +11,14 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-import timm
 import torch
 
-import paretoctl.models.vit_fmnist  # noqa: F401  (registers vit_fmnist_patch4_28)
-from paretoctl.models.flops import ViTShape
 from paretoctl.optimizer.archive import JsonlArchive
+from paretoctl.optimizer.config import load_config
 from paretoctl.service.schema import FrontLoadError, dump_front, load_front
-from tests.optimizer.conftest import ROOT, SMOKE_RNG, smoke_config_text
+from tests.optimizer.conftest import ROOT, SMOKE_RNG, check_tome_walk, smoke_config_text
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CLI = [sys.executable, "-m", "paretoctl.cli"]
@@ -40,7 +37,6 @@ def test_smoke_build_writes_a_complete_front(smoke_build: Path) -> None:
     assert {c.source for c in front.configs} >= {"reference", "botorch"}
     # ToMe's marks compete with the search: exactly the selected ones are on the front and on test.
     from paretoctl.optimizer.build import config_id, select_front
-    from paretoctl.optimizer.config import load_config
 
     cfg = load_config(smoke_build / "config.yaml")
     recs = [{**r, "id": config_id(r)} for r in JsonlArchive(smoke_build / "archive.jsonl")]
@@ -137,7 +133,8 @@ def test_resume_after_sigkill_mid_batch(tmp_path: Path) -> None:
     after = list(JsonlArchive(archive))
     keys = [(r["method"], r["batch"], r["index"]) for r in after]
     counts = Counter(r["method"] for r in after)
-    assert counts["reference"] == 1 and counts["botorch"] == 8 and counts["uniform-marks"] >= 4
+    assert counts["reference"] == 1 and counts["botorch"] == 8
+    check_tome_walk(after, load_config(cfg))  # the resumed marks follow the walk's rule
     assert len(keys) == len(set(keys)) == len(after)  # complete, no duplicates
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or rewritten
     assert [r["eval_id"] for r in after] == list(range(len(after)))
@@ -259,39 +256,7 @@ def test_unwritable_out_fails_before_any_work(tmp_path: Path) -> None:
     assert time.perf_counter() - t0 < 30  # no model, data or evaluation was loaded
 
 
-def check_tome_walk(arch: list[dict[str, Any]], space: Any, q: int, max_accuracy_drop: float) -> int:
-    """Assert the archive's marks follow :func:`tome_marks`' rule; returns how many there are.
-
-    The rule, checked independently of the code: ToMe's schedules from the least merging up (the
-    unmerged one left out), ``q`` at a time, stopping after the first batch whose grid-mean validation
-    accuracies are all at least ``max_accuracy_drop`` points below the unmerged model's, or at the cap.
-    """
-    from paretoctl.optimizer.build import MAX_TOME_MARKS
-    from paretoctl.optimizer.proposers import tome_schedules
-
-    def grid_mean(rec: dict[str, Any]) -> float:
-        accs = [p["mean"] for points in rec["accuracy_val"].values() for p in points]
-        return sum(accs) / len(accs)
-
-    ref = next(r for r in arch if r["method"] == "reference")
-    marks = [r for r in arch if r["method"] == "uniform-marks"]
-    walk = tome_schedules(space)[1:][:MAX_TOME_MARKS]
-    assert [r["r"] for r in marks] == walk[: len(marks)]
-    assert [(r["batch"], r["index"]) for r in marks] == [(k // q, k % q) for k in range(len(marks))]
-    batches = [marks[k : k + q] for k in range(0, len(marks), q)]
-    outside = [all(grid_mean(r) <= grid_mean(ref) - max_accuracy_drop / 100 + 1e-12 for r in b) for b in batches]
-    assert not any(outside[:-1])  # the walk went on only while a batch reached inside the region
-    assert outside[-1] or len(marks) == len(walk)  # and stopped at the first batch wholly outside, or the end
-    return len(marks)
-
-
 def test_marks_walk_tome_schedules_until_they_leave_the_region(smoke_build: Path) -> None:
-    from paretoctl.optimizer.config import load_config
-    from paretoctl.optimizer.space import SearchSpace
-
     cfg = load_config(smoke_build / "config.yaml")
-    arch = list(JsonlArchive(smoke_build / "archive.jsonl"))
-    model = timm.create_model("vit_fmnist_patch4_28", pretrained=False)
-    space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)
-    n = check_tome_walk(arch, space, cfg.search.q, cfg.search.max_accuracy_drop)
+    n = check_tome_walk(list(JsonlArchive(smoke_build / "archive.jsonl")), cfg)
     assert n >= cfg.search.q

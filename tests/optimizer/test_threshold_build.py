@@ -15,6 +15,7 @@ from paretoctl.optimizer.archive import JsonlArchive
 from paretoctl.optimizer.build import run_build
 from paretoctl.optimizer.config import load_config
 from paretoctl.service.schema import load_front
+from tests.optimizer.conftest import check_tome_walk
 
 SUMMARIES = ("gflops_total", "gflops_edge", "gflops_server", "tokens_sent", "channel_uses")
 
@@ -33,6 +34,7 @@ def test_threshold_build_writes_a_front_of_both_kinds(threshold_build: Path) -> 
     counts = Counter(r["method"] for r in arch)
     assert counts["reference"] == 1 and counts["uniform-thresholds"] == 5 and counts["botorch"] == 8
     assert set(counts) == {"reference", "uniform-marks", "uniform-thresholds", "botorch"}
+    check_tome_walk(arch, load_config(threshold_build / "config.yaml"))
     assert all(r["merging"] == "thresholds" for r in arch if r["method"] in ("botorch", "uniform-thresholds"))
     by_id = {f"{r['method']}-{r['eval_id']:04d}": r for r in arch}
     profile = front.device_profile
