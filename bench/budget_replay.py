@@ -23,7 +23,6 @@ missing test configurations and writes its ``front.json`` for ``bench/headline.p
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -32,17 +31,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from paretoctl.optimizer.archive import JsonlArchive  # noqa: E402
 from paretoctl.optimizer.build import config_id, front_regret, run_build, select_front  # noqa: E402
 from paretoctl.optimizer.builddir import CONFIG_NAME, config_yaml, recorded_config  # noqa: E402
 from paretoctl.optimizer.config import BuildConfig, parse_config  # noqa: E402
 from paretoctl.optimizer.preflight import preflight  # noqa: E402
 from paretoctl.optimizer.space import record_candidate  # noqa: E402
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def prefix(records: list[dict[str, Any]], method: str, budget: int) -> list[dict[str, Any]]:
@@ -77,8 +71,9 @@ def measure(build: Path, out: Path, cfg: BuildConfig, kept: list[dict[str, Any]]
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / "archive.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "id"}) + "\n"
-                                               for r in sorted(kept, key=lambda r: r["eval_id"])))
+    archive = JsonlArchive(out / "archive.jsonl")
+    for r in sorted(kept, key=lambda r: r["eval_id"]):
+        archive.append({k: v for k, v in r.items() if k != "id"})
     for name in ("test_archive.jsonl", "plan.json"):
         if (build / name).exists():
             shutil.copy(build / name, out / name)
@@ -98,10 +93,10 @@ def main() -> None:
     budgets = args.budgets or list(range(24, s.budget + 1, s.q))
     caps = args.caps or sorted({10, 12, 14, s.max_front_configs})
     profile = preflight(cfg).profile
-    records = read_jsonl(args.build / "archive.jsonl")
+    records = list(JsonlArchive(args.build / "archive.jsonl"))
     for r in records:
         r["id"] = config_id(r)
-    tests = {record_candidate(t).key: t for t in read_jsonl(args.build / "test_archive.jsonl")}
+    tests = {record_candidate(t).key: t for t in JsonlArchive(args.build / "test_archive.jsonl")}
     ref = next(r for r in records if r["method"] == "reference")
     print(f"{args.build}: {len(records)} records, {s.method} budget {s.budget}, cap {s.max_front_configs}")
     print("| budget | cap | worst regret in region (points) | mean | worst FLOPs gap at a level (points) "
