@@ -318,7 +318,7 @@ def run_method(ctx: BuildContext, method: str, budget: int, seed: int, ref: Mapp
     s = ctx.cfg.search
     space = space or ctx.searched
     proposer = proposer or make_proposer(method, space, seed, s.q, s.initial, budget, s.num_restarts,
-                                         s.raw_samples, s.mc_samples, s.maxiter)
+                                         s.raw_samples, s.mc_samples, s.maxiter, s.prior_mean)
     ref_point = reference_point(ref, s.max_accuracy_drop)
     sizes = batches_for(proposer, budget)
     for batch, size in enumerate(sizes):

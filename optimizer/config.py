@@ -221,6 +221,12 @@ class SearchSection(_Strict):
     raw_samples: int = Field(128, ge=1)
     mc_samples: int = Field(32, ge=1)
     maxiter: int = Field(60, ge=1)
+    prior_mean: Literal["cost_curve", "constant"] = "cost_curve"
+    """The BoTorch accuracy GP's prior mean. ``cost_curve``: accuracy as a non-decreasing curve of the
+    relative GFLOPs, fitted to the history (``paretoctl.optimizer.prior_mean``), so that far from the
+    data the GP expects heavy merging to cost accuracy as every measurement so far did; ``constant``:
+    GPyTorch's constant mean, which expects the average accuracy seen. Proportions space only (a
+    threshold search's costs are not known before measuring)."""
 
     @field_validator("threshold_range")
     @classmethod

@@ -16,16 +16,21 @@ import logging
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from torch.quasirandom import SobolEngine
 
 from paretoctl.models.schedule import constant_r, decreasing_r
+from paretoctl.optimizer.prior_mean import CostCurveMean, isotonic_increasing
 from paretoctl.optimizer.space import AnySpace, SearchSpace, ThresholdSpace
 
 logger = logging.getLogger(__name__)
+
+PriorMeanName = Literal["cost_curve", "constant"]
+"""The accuracy GP's prior mean: the isotonic curve of accuracy against relative GFLOPs
+(:mod:`paretoctl.optimizer.prior_mean`) or GPyTorch's constant."""
 
 COST_GP_NOISE = 1e-6
 """Fixed noise variance of the cost GPs of a threshold search, in relative-cost units (a standard
@@ -229,8 +234,10 @@ class BotorchProposer:
     """
 
     def __init__(self, space: AnySpace, seed: int, q: int, initial: int, num_restarts: int = 6,
-                 raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60) -> None:
+                 raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60,
+                 prior_mean: PriorMeanName = "cost_curve") -> None:
         self.space, self.seed, self.q, self.initial = space, seed, q, initial
+        self.prior_mean = prior_mean
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
         self.maxiter = maxiter
         self.warnings: list[str] = []
@@ -368,13 +375,33 @@ class BotorchProposer:
         dim = self.space.dim
         bounds = torch.stack([torch.zeros(dim, dtype=torch.double), torch.ones(dim, dtype=torch.double)])
         yvar = None if y_var is None else y_var.to(torch.double).reshape(-1, 1).clamp(min=1e-6)
+        mean = self.cost_curve_mean(x, y, yvar)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            standardise = Standardize(m=1)
             gp = SingleTaskGP(x, y[:, :1], train_Yvar=yvar, input_transform=Normalize(dim, bounds=bounds),
-                              outcome_transform=Standardize(m=1))
+                              outcome_transform=standardise, mean_module=mean)
+            if mean is not None:  # the transform has now seen the targets
+                mean.standardise_like(standardise.means, standardise.stdvs)
             fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
         self._log(batch, "GP fit", caught)
         return gp
+
+    def cost_curve_mean(self, x: torch.Tensor, y: torch.Tensor, yvar: torch.Tensor | None) -> CostCurveMean | None:
+        """The prior mean for the accuracy GP: :class:`CostCurveMean` fitted to the history in a
+        proportions space with ``prior_mean='cost_curve'``; None (GPyTorch's constant mean) otherwise."""
+        if self.prior_mean != "cost_curve" or not isinstance(self.space, SearchSpace):
+            return None
+        space = self.space
+        unmerged = space.relaxed_costs(torch.zeros(1, space.dim, dtype=torch.double))[0, 0]
+
+        def relative_gflops(xx: torch.Tensor) -> torch.Tensor:
+            return space.relaxed_costs(xx)[..., 0] / unmerged
+
+        weight = None if yvar is None else 1.0 / yvar.reshape(-1)
+        knots, values = isotonic_increasing(relative_gflops(x.to(torch.double)).detach(), y[:, 0].to(torch.double),
+                                            weight)
+        return CostCurveMean(relative_gflops, knots, values, floor=0.0)
 
     def fit_cost_models(self, batch: int, x: torch.Tensor, y: torch.Tensor) -> list[Any]:
         """GPs of the two measured cost objectives (``y[:, 1]``, ``y[:, 2]``: -relative GFLOPs and
@@ -551,10 +578,11 @@ class Nsga2Proposer:
 
 
 def make_proposer(method: str, space: AnySpace, seed: int, q: int, initial: int, budget: int,
-                  num_restarts: int = 6, raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60) -> Proposer:
+                  num_restarts: int = 6, raw_samples: int = 128, mc_samples: int = 32, maxiter: int = 60,
+                  prior_mean: PriorMeanName = "cost_curve") -> Proposer:
     """The proposer for ``method``; baselines use batches of the same size as BoTorch's q."""
     if method == "botorch":
-        return BotorchProposer(space, seed, q, initial, num_restarts, raw_samples, mc_samples, maxiter)
+        return BotorchProposer(space, seed, q, initial, num_restarts, raw_samples, mc_samples, maxiter, prior_mean)
     if method == "sobol":
         return SobolProposer(space, seed, q)
     if method == "uniform":

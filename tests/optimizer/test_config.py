@@ -29,6 +29,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
     [
         (lambda c: c.update(bogus=1), "bogus"),
         (lambda c: c["search"].update(budgett=3), "search.budgett"),
+        (lambda c: c["search"].update(prior_mean="linear"), "search.prior_mean"),
         (lambda c: c["channel"].update(snr_grid_db=[10, 0, 20]), "channel.snr_grid_db"),
         (lambda c: c["channel"].update(snr_grid_db=[0, 0]), "channel.snr_grid_db"),
         (lambda c: c["search"].update(budget=0), "search.budget"),
