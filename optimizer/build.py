@@ -227,20 +227,25 @@ class BuildContext:
 
     @contextlib.contextmanager
     def proposing(self) -> Iterator[None]:
-        """Around a proposer's call: with an executor that works ahead, the proposer runs on one thread
-        (its small GP operations run about as fast on one thread as on two, ``bench/RESULTS.md``) and,
-        while evaluations registered ahead remain, one worker takes them, so a proposal no longer leaves
-        the cores idle. Always one thread, not only while work remains: how much remains depends on
-        timing, and a different thread count changes the GP fit's floating-point sums, hence the plan
-        (two builds of one config diverged that way on 2026-12-06)."""
+        """Around a proposer's call: the proposer always runs on one thread, whatever the executor, and
+        with an executor that works ahead, one worker takes the evaluations registered ahead while any
+        remain, so a proposal does not leave the cores idle.
+
+        Why one thread always: a different thread count changes the GP fit's floating-point sums, hence
+        the plan. Two builds of one config diverged that way on 2026-12-06 (how much work remained
+        ahead depended on timing), and on 2026-12-07 a local build (two threads) and a build with
+        worker processes proposed different first BoTorch batches from the same history. The small GP
+        operations run about as fast on one thread as on two (``bench/RESULTS.md``), so every
+        executor and machine now proposes the same plan from the same history.
+        """
         executor = self.executor
-        if not isinstance(executor, WorksAhead):
-            yield
-            return
-        started, registered = executor.pieces_ahead()
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
+            if not isinstance(executor, WorksAhead):
+                yield
+                return
+            started, registered = executor.pieces_ahead()
             if started >= registered:
                 yield
             else:

@@ -294,3 +294,22 @@ def test_proposals_run_on_one_thread_whatever_work_is_left(started: int, registe
         assert fake.idle_spells == (started < registered)
     finally:
         torch.set_num_threads(before)
+
+
+def test_proposals_run_on_one_thread_with_an_executor_that_works_no_ahead(tmp_path: Path) -> None:
+    """A local build proposes on one thread too, so it plans what a build with worker processes plans
+    (a local build on two threads proposed another first BoTorch batch from the same history)."""
+    from types import SimpleNamespace
+
+    from paretoctl.optimizer.build import BuildContext
+
+    local = LocalExecutor(lambda _split: None)  # type: ignore[arg-type, return-value]
+    assert not isinstance(local, WorksAhead)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with BuildContext.proposing(SimpleNamespace(executor=local)):  # type: ignore[arg-type]
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
