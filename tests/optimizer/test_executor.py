@@ -275,41 +275,37 @@ class _FakeAhead:
         yield
 
 
+def _threads_while_proposing(executor: Any) -> int:
+    """The torch thread count a proposer sees inside ``BuildContext.proposing`` when the build runs
+    on two; checks that the two threads come back afterwards."""
+    from types import SimpleNamespace
+
+    from paretoctl.optimizer.build import BuildContext
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with BuildContext.proposing(SimpleNamespace(executor=executor)):  # type: ignore[arg-type]
+            inside = torch.get_num_threads()
+        assert torch.get_num_threads() == 2
+        return inside
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("started", "registered"), [(10, 10), (3, 10)], ids=["nothing left", "work left"])
 def test_proposals_run_on_one_thread_whatever_work_is_left(started: int, registered: int) -> None:
     """How much work ahead remains depends on timing; the proposer's thread count must not (a GP fit on
     two threads sums in another order and plans other candidates: two builds diverged that way)."""
-    from types import SimpleNamespace
-
-    from paretoctl.optimizer.build import BuildContext
-
     fake = _FakeAhead(started, registered)
     assert isinstance(fake, WorksAhead)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with BuildContext.proposing(SimpleNamespace(executor=fake)):  # type: ignore[arg-type]
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        assert fake.idle_spells == (started < registered)
-    finally:
-        torch.set_num_threads(before)
+    assert _threads_while_proposing(fake) == 1
+    assert fake.idle_spells == (started < registered)
 
 
-def test_proposals_run_on_one_thread_with_an_executor_that_works_no_ahead(tmp_path: Path) -> None:
+def test_proposals_run_on_one_thread_with_an_executor_that_works_no_ahead() -> None:
     """A local build proposes on one thread too, so it plans what a build with worker processes plans
     (a local build on two threads proposed another first BoTorch batch from the same history)."""
-    from types import SimpleNamespace
-
-    from paretoctl.optimizer.build import BuildContext
-
     local = LocalExecutor(lambda _split: None)  # type: ignore[arg-type, return-value]
     assert not isinstance(local, WorksAhead)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with BuildContext.proposing(SimpleNamespace(executor=local)):  # type: ignore[arg-type]
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    assert _threads_while_proposing(local) == 1
