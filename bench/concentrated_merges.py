@@ -14,7 +14,6 @@ model's first block). Run:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -25,13 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from paretoctl.optimizer.archive import JsonlArchive  # noqa: E402
+from paretoctl.optimizer.pareto import objective_vector  # noqa: E402
 from paretoctl.optimizer.prior_mean import CostCurveMean, isotonic_increasing  # noqa: E402
-
-
-def grid_mean(rec: dict[str, Any]) -> float:
-    """Mean validation accuracy over every (channel, SNR) of the record."""
-    values = [e["mean"] for points in rec["accuracy_val"].values() for e in points]
-    return sum(values) / len(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,29 +37,32 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     records: dict[tuple[int, ...], dict[str, Any]] = {}
     for path in args.archives:
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
+        for rec in JsonlArchive(path):
             if rec.get("merging", "proportions") == "proportions":
                 records.setdefault(tuple(rec["r"]), rec)
     reference = records.get(tuple([0] * len(next(iter(records)))))
     if reference is None:
         print("error: no unmerged record in the archives", file=sys.stderr)
         return 2
-    unmerged = reference["gflops"]["total"]
+
+    def grid_mean_and_cost(rec: dict[str, Any]) -> tuple[float, float]:
+        """Grid-mean validation accuracy and GFLOPs relative to the unmerged model's."""
+        acc_mean, neg_gflops_rel, _ = objective_vector(rec, reference)
+        return acc_mean, -neg_gflops_rel
+
     spread = [r for r in records.values() if max(r["r"]) <= args.cap]
     concentrated = [r for r in records.values() if max(r["r"]) > args.cap]
-    rel = torch.tensor([r["gflops"]["total"] / unmerged for r in spread], dtype=torch.double)
-    acc = torch.tensor([grid_mean(r) for r in spread], dtype=torch.double)
+    acc, rel = torch.tensor([grid_mean_and_cost(r) for r in spread], dtype=torch.double).unbind(1)
     knots, values = isotonic_increasing(rel, acc)
     curve = CostCurveMean(lambda x: x[..., 0], knots, values)
     print(f"{len(records)} schedules: {len(spread)} spread (max r <= {args.cap}), {len(concentrated)} concentrated")
     print(f"{'FLOPs saved':>11}  {'vs spread curve (points)':>24}  r")
     inside = []
     for rec in sorted(concentrated, key=lambda r: -r["gflops"]["total"]):
-        c = rec["gflops"]["total"] / unmerged
+        acc_mean, c = grid_mean_and_cost(rec)
         if c < float(knots[0]):
             continue  # cheaper than every spread schedule: the curve does not reach it
-        gap = 100 * (grid_mean(rec) - float(curve.curve(torch.tensor([[c]], dtype=torch.double))[0]))
+        gap = 100 * (acc_mean - float(curve.curve(torch.tensor([[c]], dtype=torch.double))[0]))
         saved = 100 * (1 - c)
         if args.band[0] <= saved <= args.band[1]:
             inside.append(gap)
