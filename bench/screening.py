@@ -18,7 +18,6 @@ compares the decision with the candidate's drop in grid-mean accuracy on *every*
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def grid_mean(accuracy: dict[str, list[dict[str, Any]]]) -> float:
-    """Mean accuracy over every (channel, SNR) of a record's ``accuracy_val``."""
-    points = [p["mean"] for pts in accuracy.values() for p in pts]
-    return sum(points) / len(points)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("build", type=Path, help="a build directory (archive.jsonl and config.yaml)")
     ap.add_argument("--screen-images", type=int, default=None, help="default: the build's, else 500")
     ap.add_argument("--z", type=float, default=None, help="default: the build's search.screen_z")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import torch
 
+    from paretoctl.optimizer.archive import JsonlArchive
+    from paretoctl.optimizer.build import evaluation_record
     from paretoctl.optimizer.config import load_config
     from paretoctl.optimizer.executor import load_model, make_evaluator, open_split
+    from paretoctl.optimizer.pareto import objective_vector
     from paretoctl.optimizer.screening import Screen, paired_drop, screen_parts
     from paretoctl.optimizer.space import record_candidate
 
@@ -56,14 +52,19 @@ def main() -> None:
     dataset = open_split(cfg, "val", model)
     evaluator = make_evaluator(cfg, "val", model, dataset)
     parts = screen_parts(len(dataset), cfg.data.batch_size, images)
-    records = [json.loads(line) for line in (args.build / "archive.jsonl").read_text().splitlines()]
+    records = list(JsonlArchive(args.build / "archive.jsonl"))
     reference = next(r for r in records if r["method"] == "reference")
+
+    def grid_mean(rec: dict[str, Any]) -> float:
+        """Grid-mean validation accuracy of an archive record (the search's first objective)."""
+        return objective_vector(rec, reference)[0]
+
     screen = Screen(parts, s.max_accuracy_drop, args.z if args.z is not None else s.screen_z,
                     record_candidate(reference))
     ref_hits = evaluator.evaluate_part(screen.reference, 0, parts, per_image=True).hits
     assert ref_hits is not None
     edge = s.max_accuracy_drop / 100
-    ref_mean = grid_mean(reference["accuracy_val"])
+    ref_mean = grid_mean(reference)
     print(f"{args.build}: {len(records) - 1} candidates, region: at most {s.max_accuracy_drop:g} points of grid-mean "
           f"validation accuracy; screen: part 0 of {parts} ({images} images), z = {screen.z:g}")
     print(f"{'method':<15} {'part-0 drop':>11} {'stderr':>7} {'whole drop':>10} {'decision':<8} {'outcome':<13} r")
@@ -80,11 +81,10 @@ def main() -> None:
         drop = paired_drop(ref_hits, part.hits)
         if "screened" in rec:
             whole = evaluator.evaluate_candidate(c)
-            whole_drop = ref_mean - sum(p.mean for pts in whole.accuracy.values() for p in pts) / sum(
-                len(pts) for pts in whole.accuracy.values())
+            whole_drop = ref_mean - grid_mean(evaluation_record(whole, rec["eval_id"], rec["method"], 0, 0, None))
             work = whole.wall_s
         else:
-            whole_drop, work = ref_mean - grid_mean(rec["accuracy_val"]), rec["wall_s"]
+            whole_drop, work = ref_mean - grid_mean(rec), rec["wall_s"]
         stop = screen.rejects(drop)
         outside = whole_drop > edge
         outcome = ("FALSE STOP" if stop and not outside else "stopped" if stop

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,48 @@ def test_a_screened_build_resumes_to_the_same_archive(screened_build: tuple[Path
     resumed = [json.loads(line) for line in (again / "archive.jsonl").read_text().splitlines()]
     keys = ("r", "accuracy_val", "screened", "method", "batch", "index")
     assert [[r.get(k) for k in keys] for r in resumed] == [[json.loads(line).get(k) for k in keys] for line in records]
+
+
+@pytest.mark.slow
+def test_the_screening_benchmark_repeats_the_builds_decisions(screened_build: tuple[Path, Path],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench/screening.py`` on a real screened build: one line per distinct candidate, a stop exactly
+    where the build stopped, the whole-split drop of a kept candidate the archive's own (grid mean,
+    computed here by hand), and a summary that counts its lines."""
+    from bench.screening import main
+
+    _, out = screened_build
+    records = [json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines()]
+    threads = torch.get_num_threads()
+    try:
+        main([str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    line = re.compile(r"^(\S+)\s+(-?\d+\.\d+)p\s+(\d+\.\d+)p\s+(-?\d+\.\d+)p\s+(stop|go on)\s+(.+?)\s+(\[.*\])$")
+    printed = capsys.readouterr().out.splitlines()
+    rows = [m.groups() for m in map(line.match, printed) if m]
+
+    def grid_mean(rec: dict[str, Any]) -> float:
+        points = [p["mean"] for pts in rec["accuracy_val"].values() for p in pts]
+        return sum(points) / len(points)
+
+    ref_mean = grid_mean(records[0])
+    by_r = {json.dumps(rec["r"]): rec for rec in records[1:]}
+    assert sorted(row[6] for row in rows) == sorted(by_r)  # each distinct candidate once
+    for method, _, _, whole, decision, outcome, r in rows:
+        rec = by_r[r]
+        assert method == rec["method"]
+        assert (decision == "stop") == ("screened" in rec), r
+        if "screened" in rec:
+            assert outcome == "stopped"  # measured whole now, outside the 1-point region
+        else:
+            drop = 100 * (ref_mean - grid_mean(rec))
+            assert float(whole) == pytest.approx(drop, abs=0.005)
+            assert outcome == ("kept outside" if drop > 1.0 else "kept")
+    stopped = sum(row[4] == "stop" for row in rows)
+    outside = sum(row[5] == "kept outside" for row in rows)
+    assert 0 < stopped < len(rows)
+    assert printed[-1].startswith(f"stopped {stopped} of {len(rows)}; false stops 0; kept although outside {outside};")
 
 
 def test_process_workers_return_the_parts_and_hits_one_process_measures(tmp_path: Path) -> None:
