@@ -63,6 +63,13 @@ def threshold_build(threshold_build_dir: Path) -> Path:
     return threshold_build_dir
 
 
+def grid_mean(rec: dict[str, Any]) -> float:
+    """Mean validation accuracy of an archive record over its (channel, SNR) grid, computed here by hand
+    (an independent check of ``paretoctl.optimizer.pareto.objective_vector``, not a call to it)."""
+    accs = [p["mean"] for points in rec["accuracy_val"].values() for p in points]
+    return sum(accs) / len(accs)
+
+
 def check_tome_walk(arch: list[dict[str, Any]], cfg: Any) -> int:
     """Assert a build's marks follow :func:`~paretoctl.optimizer.build.tome_marks`' rule; returns how many.
 
@@ -78,10 +85,6 @@ def check_tome_walk(arch: list[dict[str, Any]], cfg: Any) -> int:
     from paretoctl.optimizer.build import MAX_TOME_MARKS
     from paretoctl.optimizer.proposers import tome_schedules
     from paretoctl.optimizer.space import SearchSpace
-
-    def grid_mean(rec: dict[str, Any]) -> float:
-        accs = [p["mean"] for points in rec["accuracy_val"].values() for p in points]
-        return sum(accs) / len(accs)
 
     q, drop = cfg.search.q, cfg.search.max_accuracy_drop
     space = SearchSpace(ViTShape.of(timm.create_model("vit_fmnist_patch4_28")), cfg.split_index,

@@ -17,7 +17,7 @@ from paretoctl.optimizer.config import ConfigError, load_config
 from paretoctl.optimizer.executor import LocalExecutor, PartsRequest, ProcessExecutor, load_model, make_evaluator
 from paretoctl.optimizer.screening import PairedDrop, Screen, paired_drop, screen_parts
 from paretoctl.optimizer.space import Candidate
-from tests.optimizer.conftest import smoke_config_text
+from tests.optimizer.conftest import grid_mean, smoke_config_text
 
 REFERENCE = Candidate(r=(0,) * 12)
 
@@ -172,10 +172,6 @@ def test_the_screening_benchmark_repeats_the_builds_decisions(screened_build: tu
     line = re.compile(r"^(\S+)\s+(-?\d+\.\d+)p\s+(\d+\.\d+)p\s+(-?\d+\.\d+)p\s+(stop|go on)\s+(.+?)\s+(\[.*\])$")
     printed = capsys.readouterr().out.splitlines()
     rows = [m.groups() for m in map(line.match, printed) if m]
-
-    def grid_mean(rec: dict[str, Any]) -> float:
-        points = [p["mean"] for pts in rec["accuracy_val"].values() for p in pts]
-        return sum(points) / len(points)
 
     ref_mean = grid_mean(records[0])
     by_r = {json.dumps(rec["r"]): rec for rec in records[1:]}
