@@ -14,7 +14,9 @@ bundled model no slower than unmerged at ~50% of the FLOPs, and deit_small >= 0.
 ``--compiled`` times both sides compiled instead (``torch.compile`` of the unmerged model against
 :class:`paretoctl.models.compiled.CompiledMerging` of the merged one, compiled with compiled) and
 reports each compilation's wall time, a cost that an edge device pays once per schedule.
-``--threads 1,2`` repeats everything per thread count in the same run.
+``--modes eager,compiled`` times both paths in the same interleaved rounds, and each compiled row also
+gives its time over the *eager* unmerged model's ("vs eager unmerged": compiling is worth it only
+where that is below 1). ``--threads 1,2`` repeats everything per thread count in the same run.
 
 Usage::
 
@@ -67,6 +69,8 @@ class Row:
     threads: int = 1
     mode: str = "eager"
     compile_s: float = math.nan
+    vs_eager: float = math.nan
+    """Compiled rows: median time over the eager unmerged model's, timed in the same run (NaN if not)."""
 
     @property
     def efficiency(self) -> float:
@@ -119,8 +123,14 @@ def time_forward(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Te
 
 
 def bench(name: str, batch: int, rounds: int, min_time: float, which: str = "all",
-          compiled: bool = False) -> list[Row]:
-    """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved."""
+          compiled: bool = False, modes: Sequence[str] | None = None) -> list[Row]:
+    """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved.
+
+    ``modes`` (``eager``, ``compiled`` or both; default: ``compiled`` if ``compiled`` else ``eager``)
+    are timed in the same interleaved rounds; each mode's rows are relative to that mode's unmerged
+    model, and a compiled row's ``vs_eager`` compares it with the *eager* unmerged model.
+    """
+    modes = list(modes or (["compiled"] if compiled else ["eager"]))
     torch.manual_seed(0)
     base = build(name)
     merged = build(name)
@@ -128,47 +138,51 @@ def bench(name: str, batch: int, rounds: int, min_time: float, which: str = "all
     schedules = schedules_for(base, which)
     apply_merging(merged, schedules[0][1])
     threads = torch.get_num_threads()
-    base_fn: Callable[[torch.Tensor], torch.Tensor] = base
-    merged_fn: Callable[[torch.Tensor], torch.Tensor] = merged
-    compile_s: dict[str, float] = {}
-    if compiled:
-        base_fn, merged_fn = torch.compile(base, dynamic=False), CompiledMerging(merged, max_entries=len(schedules))
+    fns: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
+        "eager": (base, merged)}
+    if "compiled" in modes:
+        fns["compiled"] = (torch.compile(base, dynamic=False), CompiledMerging(merged, max_entries=len(schedules)))
+    compile_s: dict[tuple[str, str], float] = {}
     channels = base.patch_embed.proj.in_channels
     height, width = base.patch_embed.img_size
     images = torch.randn(batch, channels, height, width)
-    configs = [UNMERGED] + [label for label, _ in schedules]
+    labels = [UNMERGED] + [label for label, _ in schedules]
+    configs = [(mode, label) for mode in modes for label in labels]
     r_of = dict(schedules)
 
-    def run(label: str, inner: int) -> float:
+    def run(config: tuple[str, str], inner: int) -> float:
+        mode, label = config
+        base_fn, merged_fn = fns[mode]
         if label == UNMERGED:
             return time_forward(base_fn, images, inner)
         set_schedule(merged, r_of[label])
         return time_forward(merged_fn, images, inner)
 
-    times: dict[str, list[float]] = {label: [] for label in configs}
+    times: dict[tuple[str, str], list[float]] = {config: [] for config in configs}
     with torch.inference_mode():
-        if compiled:  # compile everything first; the first call's wall time is the compile cost
-            for label in configs:
+        for config in configs:  # compile everything first; the first call's wall time is the compile cost
+            if config[0] == "compiled":
                 start = time.perf_counter()
-                run(label, 1)
-                compile_s[label] = time.perf_counter() - start
-        warm = {label: run(label, 1) for label in (UNMERGED, configs[1])}  # warm-up (allocator, threads)
-        inner = max(1, math.ceil(min_time / warm[UNMERGED]))
+                run(config, 1)
+                compile_s[config] = time.perf_counter() - start
+        warm = {config: run(config, 1) for config in configs}  # warm-up (allocator, threads)
+        inner = max(1, math.ceil(min_time / warm[(modes[0], UNMERGED)]))
         for i in range(rounds):
             shift = i % len(configs)
-            for label in configs[shift:] + configs[:shift]:
-                times[label].append(run(label, inner))
+            for config in configs[shift:] + configs[:shift]:
+                times[config].append(run(config, inner))
 
     reference_gflops = analytic_cost(base, None, 0).total_gflops
-    reference_s = statistics.median(times[UNMERGED])
-    mode = "compiled" if compiled else "eager"
-    rows = [Row(name, UNMERGED, batch, reference_gflops, 1.0, 1000 * reference_s, 1.0, threads, mode,
-                compile_s.get(UNMERGED, math.nan))]
-    for label, r in schedules:
-        gflops = analytic_cost(base, r, 0).total_gflops
-        seconds = statistics.median(times[label])
-        rows.append(Row(name, label, batch, gflops, gflops / reference_gflops, 1000 * seconds,
-                        seconds / reference_s, threads, mode, compile_s.get(label, math.nan)))
+    eager_s = statistics.median(times[("eager", UNMERGED)]) if "eager" in modes else math.nan
+    rows = []
+    for mode in modes:
+        reference_s = statistics.median(times[(mode, UNMERGED)])
+        for label, r in [(UNMERGED, None), *schedules]:
+            gflops = analytic_cost(base, r, 0).total_gflops
+            seconds = statistics.median(times[(mode, label)])
+            rows.append(Row(name, label, batch, gflops, gflops / reference_gflops, 1000 * seconds,
+                            seconds / reference_s, threads, mode, compile_s.get((mode, label), math.nan),
+                            seconds / eager_s if mode == "compiled" else math.nan))
     return rows
 
 
@@ -176,15 +190,16 @@ def markdown(rows: Sequence[Row]) -> str:
     """The results as a markdown table."""
     lines = [
         "| model | schedule | mode | threads | batch | GFLOPs/img | FLOPs ratio | ms/batch | wall ratio "
-        "| efficiency | compile s |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| efficiency | compile s | vs eager unmerged |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         eff = "-" if math.isnan(row.efficiency) else f"{row.efficiency:.2f}"
         comp = "-" if math.isnan(row.compile_s) else f"{row.compile_s:.1f}"
+        vs = "-" if math.isnan(row.vs_eager) else f"{row.vs_eager:.3f}"
         lines.append(
             f"| {row.model} | {row.schedule} | {row.mode} | {row.threads} | {row.batch} | {row.gflops:.3f} | "
-            f"{row.flops_ratio:.3f} | {row.ms:.2f} | {row.wall_ratio:.3f} | {eff} | {comp} |"
+            f"{row.flops_ratio:.3f} | {row.ms:.2f} | {row.wall_ratio:.3f} | {eff} | {comp} | {vs} |"
         )
     return "\n".join(lines)
 
@@ -199,12 +214,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="'half': only the uniform schedule nearest 50%% of the FLOPs")
     parser.add_argument("--compiled", action="store_true",
                         help="compare compiled with compiled (torch.compile), reporting compile times")
+    parser.add_argument("--modes", default=None,
+                        help="comma-separated: eager, compiled or both, timed interleaved in the same rounds "
+                             "(default: compiled with --compiled, else eager)")
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds each measurement lasts at least (default 0.3, quick 0.1)")
     parser.add_argument("--models", default="deit_small_patch16_224,vit_fmnist_patch4_28",
                         help="comma-separated timm names")
     parser.add_argument("--batches", default="64,1", help="comma-separated batch sizes")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.modes and not set(args.modes.split(",")) <= {"eager", "compiled"}:
+        parser.error(f"--modes: {args.modes!r} is not a comma-separated list of eager and compiled")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -219,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(threads)
         for name in args.models.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
-                rows.extend(bench(name.strip(), batch, rounds, min_time, args.schedules, args.compiled))
+                rows.extend(bench(name.strip(), batch, rounds, min_time, args.schedules, args.compiled,
+                                  args.modes.split(",") if args.modes else None))
     load = os.getloadavg()[0]
     cpus = os.cpu_count() or 1
     print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())

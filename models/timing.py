@@ -25,6 +25,16 @@ feeds image ``j mod K`` to the edge and the edge's own tokens of images ``j .. j
 (a padded batch) to the server, and it gets at least ``min(K, max_runs)`` runs, so its p50/p90
 include the spread across images. :func:`torch_threads` sets the thread count to time with.
 
+**Compiled timing** (``compiled=True``): a device that deploys with ``torch.compile`` runs other code
+than eager PyTorch, and at batch 1 on a CPU the two differ most for merged schedules (eager pays a
+few microseconds of dispatch for each of a merge's small operators; Inductor fuses them). Each fixed
+schedule's edge and server parts then run through :class:`paretoctl.models.compiled.CompiledMerging`:
+a compile pass first (one call of each part per schedule; its wall time, compilation plus one run,
+is recorded per configuration as ``compile_s``, a one-off cost the device pays per schedule), then
+the warm-up and the timed rounds as above, with ``max_seconds`` counted from after the compile pass.
+Threshold configurations have image-dependent shapes, so they stay eager; each configuration's
+``mode`` says which path its figures are of.
+
 Example:
     >>> timings = time_schedules(model, [[0] * 12, [4] * 12], split=3)  # doctest: +SKIP
     >>> timings[1].edge.p50_ms < timings[0].edge.p50_ms                 # doctest: +SKIP
@@ -127,6 +137,10 @@ class ScheduleTiming:
     server: PartStats
     thresholds: tuple[float, ...] | None = None
     """The per-block thresholds of a threshold configuration (``r`` is then only its label)."""
+    mode: str = "eager"
+    """``eager`` or ``compiled``: which forward path was timed."""
+    compile_s: float | None = None
+    """Compiled: wall seconds of the first edge and server calls together (compilation plus one run)."""
 
 
 def quantile(sorted_ms: Sequence[float], q: float) -> float:
@@ -281,7 +295,7 @@ def _server_inputs(model: Any, batch: torch.Tensor, images: torch.Tensor | None,
 def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
                    settings: TimingSettings | None = None, image: torch.Tensor | None = None,
                    seed: int = 0, *, thresholds: Sequence[Sequence[float] | None] | None = None,
-                   images: torch.Tensor | None = None) -> list[ScheduleTiming]:
+                   images: torch.Tensor | None = None, compiled: bool = False) -> list[ScheduleTiming]:
     """Time the edge and server parts of ``model`` under each configuration (see the module docstring).
 
     Args:
@@ -297,6 +311,8 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
         thresholds: per configuration, its per-block thresholds, or None for a fixed schedule.
         images: ``[K, C, H, W]`` real images the threshold configurations cycle through (required
             when any is given).
+        compiled: time the fixed schedules' compiled forward passes (threshold configurations stay
+            eager); see the module docstring.
 
     Returns:
         One :class:`ScheduleTiming` per configuration, in the order given.
@@ -326,6 +342,8 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
         _configure(model, r, t)
         inputs.append(_server_inputs(model, batch, real, split, t is not None))
     n_real = 0 if real is None else real.shape[0]
+    fast = _compiled_paths(model, sum(t is None for t in limits)) if compiled else None
+    paths = [fast if fast is not None and t is None else None for t in limits]
     samples = [_Samples(s.min_runs if t is None else max(s.min_runs, min(n_real, s.max_runs))) for t in limits]
 
     def run(k: int, j: int) -> tuple[float, float]:
@@ -333,16 +351,29 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
         _configure(model, schedules[k], limits[k])
         edge_in = img if limits[k] is None or real is None else real[j % n_real : j % n_real + 1]
         server_in = inputs[k][j % len(inputs[k])]
+        path = paths[k]
         _sync(device)
         t0 = time.perf_counter_ns()
-        edge_forward(model, edge_in, split)
+        if path is None:
+            edge_forward(model, edge_in, split)
+        else:
+            path.edge_forward(edge_in, split)
         _sync(device)
         t1 = time.perf_counter_ns()
-        server_forward(model, server_in, split)
+        if path is None:
+            server_forward(model, server_in, split)
+        else:
+            path.server_forward(server_in, split)
         _sync(device)
         t2 = time.perf_counter_ns()
         return (t1 - t0) / 1e6, (t2 - t1) / 1e6
 
+    compile_s: list[float | None] = [None] * len(schedules)
+    for k, path in enumerate(paths):
+        if path is not None:  # the first call of each part compiles it
+            start = time.perf_counter()
+            run(k, 0)
+            compile_s[k] = time.perf_counter() - start
     started = time.perf_counter()
     for w in range(s.warmup):
         for k in range(len(schedules)):
@@ -363,15 +394,26 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
             samples[k].server.append(server_ms)
     apply_merging(model, None if before_t else before, trace_source=traced, thresholds=before_t)
     return [ScheduleTiming(tuple(int(x) for x in r), summarise(smp.edge), summarise(smp.server),
-                           None if t is None else tuple(float(v) for v in t))
-            for r, t, smp in zip(schedules, limits, samples, strict=True)]
+                           None if t is None else tuple(float(v) for v in t),
+                           "eager" if path is None else "compiled", comp)
+            for r, t, smp, path, comp in zip(schedules, limits, samples, paths, compile_s, strict=True)]
+
+
+def _compiled_paths(model: Any, schedules: int) -> Any:
+    """A :class:`~paretoctl.models.compiled.CompiledMerging` holding an edge and a server function per
+    fixed schedule, or None when there is none to compile (imported lazily: Inductor is heavy)."""
+    if schedules == 0:
+        return None
+    from paretoctl.models.compiled import CompiledMerging
+
+    return CompiledMerging(model, max_entries=2 * schedules)
 
 
 def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]], split: int,
                        settings: TimingSettings | None = None, statistic: str = "p90",
                        front_checksum: str | None = None, *,
                        thresholds: Mapping[str, Sequence[float]] | None = None,
-                       images: torch.Tensor | None = None) -> dict[str, Any]:
+                       images: torch.Tensor | None = None, compiled: bool = False) -> dict[str, Any]:
     """Time a front's configurations on ``model`` and return the artifact's ``measurements`` document.
 
     Args:
@@ -383,6 +425,7 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
         front_checksum: the front's checksum, recorded with the figures.
         thresholds: config id -> per-block thresholds, for the front's threshold configurations.
         images: ``[K, C, H, W]`` real images to time those on (required with ``thresholds``).
+        compiled: time the fixed schedules compiled (each entry's ``mode`` and ``compile_s`` say so).
 
     Returns:
         A mapping that validates as ``paretoctl.service.schema.models.Measurements``.
@@ -391,11 +434,13 @@ def front_measurements(model: Any, configs: Sequence[tuple[str, Sequence[int]]],
 
     s = dataclasses.replace(settings or TimingSettings(), statistic=statistic)  # judge what is served
     limits = [None if thresholds is None else thresholds.get(cid) for cid, _ in configs]
-    timings = time_schedules(model, [list(r) for _, r in configs], split, s, thresholds=limits, images=images)
+    timings = time_schedules(model, [list(r) for _, r in configs], split, s, thresholds=limits, images=images,
+                             compiled=compiled)
     return {"statistic": statistic, "machine": machine_info(s.server_batch),
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "front_checksum": front_checksum,
             "configs": [{"config_id": cid, "r": list(t.r), "edge": t.edge.to_json(), "server": t.server.to_json(),
-                         "thresholds": None if th is None else list(th)}
+                         "thresholds": None if th is None else list(th),
+                         **({} if t.mode == "eager" else {"mode": t.mode, "compile_s": round(t.compile_s or 0.0, 3)})}
                         for (cid, _), t, th in zip(configs, timings, limits, strict=True)]}
 
 

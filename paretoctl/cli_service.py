@@ -252,6 +252,8 @@ def profile(
     front: Annotated[Path | None, typer.Option(help="re-time this front's configurations instead of fitting "
                                                     "a rate (writes per-config measured edge/server ms)")] = None,
     max_seconds: Annotated[float, typer.Option(min=1.0, help="with --front: bound on the timing, s")] = 60.0,
+    compiled: Annotated[bool, typer.Option(help="with --front: time each schedule's torch.compile'd forward "
+                                                "(compiles every schedule first: tens of seconds each)")] = False,
 ) -> None:
     """Measure this machine as an edge device and write a device profile.
 
@@ -261,7 +263,9 @@ def profile(
     and the profile carries those per-configuration measurements: load it by name (?device=NAME) and the
     policy uses them (their p90) for that front. The rates in it (edge from the front's profile;
     server, symbol rate and overheads from the options, in GFLOP/s, Hz and ms) remain the modelled
-    fallback for what was not measured; the transmit time is always modelled from them.
+    fallback for what was not measured; the transmit time is always modelled from them. With
+    --compiled the fixed schedules are timed as a device that deploys with torch.compile runs them
+    (each compiled once first; the compile seconds are recorded per configuration).
 
     Times the real model's forward pass at several merge schedules (so at several GFLOPs), fits
     time = overhead + GFLOPs / rate by least squares, and writes edge_gflops_per_s and
@@ -277,8 +281,10 @@ def profile(
         _profile_front(front, out, name, {"symbol_rate_hz": symbol_rate, "server_gflops_per_s": server_gflops,
                                           "link_overhead_ms": link_overhead_ms,
                                           "server_overhead_ms": server_overhead_ms},
-                       batch=batch, warmup=warmup, threads=threads, max_seconds=max_seconds)
+                       batch=batch, warmup=warmup, threads=threads, max_seconds=max_seconds, compiled=compiled)
         return
+    if compiled:
+        fail(ExitCode.BAD_INPUT, "--compiled times a front's configurations: give --front FRONT")
     rows = measure_edge(model, repeats=repeats, warmup=warmup, batch=batch, threads=threads)
     try:
         overhead, rate = fit_overhead_and_rate([r["gflops"] for r in rows], [r["ms"] for r in rows])
@@ -303,7 +309,7 @@ def profile(
 
 
 def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str, float], *, batch: int,
-                   warmup: int, threads: int | None, max_seconds: float) -> None:
+                   warmup: int, threads: int | None, max_seconds: float, compiled: bool = False) -> None:
     """``paretoctl profile --front``: time the front's configurations and write a measured profile."""
     import torch
     import yaml
@@ -332,13 +338,15 @@ def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str
         fail(ExitCode.BAD_INPUT, f"{front_path}: cannot rebuild the front's model and data: {exc}")
     doc = front_measurements(net, [(c.id, c.r) for c in art.configs], art.provenance.split_index,
                              TimingSettings(server_batch=batch, warmup=warmup, max_seconds=max_seconds),
-                             front_checksum=art.checksum, thresholds=thresholds or None, images=images)
+                             front_checksum=art.checksum, thresholds=thresholds or None, images=images,
+                             compiled=compiled)
     try:
         prof = profile_from_mapping({**art.device_profile.model_dump(exclude={"measurements"}), **link,
                                      "name": name or out.stem, "measurements": doc}, source=str(out))
     except ProfileError as exc:
         fail(ExitCode.FAILED, str(exc))
-    head = (f"# Measured by `paretoctl profile --front {front_path}` ({len(art.configs)} configurations; edge at "
+    how = " --compiled" if compiled else ""
+    head = (f"# Measured by `paretoctl profile --front {front_path}{how}` ({len(art.configs)} configurations; edge at "
             f"batch 1, server at batch {batch}). The policy uses the measurements' {doc['statistic']} for\n"
             "# this front's configurations and the rates below (GFLOP/s, Hz, ms) for anything else.\n")
     try:
@@ -348,8 +356,10 @@ def _profile_front(front_path: Path, out: Path, name: str | None, link: dict[str
         fail(ExitCode.FAILED, f"cannot write {out}: {exc.strerror or exc}")
     on_images = f"; {len(thresholds)} threshold configurations over {len(images)} validation images" \
         if images is not None else ""
+    compile_s = [c["compile_s"] for c in doc["configs"] if "compile_s" in c]
+    compiled_note = f"; {len(compile_s)} compiled in {sum(compile_s):.0f} s" if compile_s else ""
     typer.echo(f"wrote {out}: {len(art.configs)} configurations timed on {doc['machine']['cpu']} "
-               f"({doc['machine']['threads']} threads{on_images})")
+               f"({doc['machine']['threads']} threads{on_images}{compiled_note})")
 
 
 def _r_squared(gflops: list[float], ms: list[float], overhead: float, rate: float) -> float:

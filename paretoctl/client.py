@@ -120,7 +120,8 @@ class _ClientBase:
         return self._core.cache
 
     def calibrate(self, model: nn.Module, *, images: torch.Tensor | None = None, settings: Any = None,
-                  statistic: str = "p90", profile_path: str | Path | None = None) -> DeviceProfile:
+                  statistic: str = "p90", profile_path: str | Path | None = None,
+                  compiled: bool = False) -> DeviceProfile:
         """Time the cached front's configurations on this device's own model and use them offline.
 
         Edge and server parts are timed on ``model`` as the build times them
@@ -141,6 +142,9 @@ class _ClientBase:
             settings: a :class:`paretoctl.models.timing.TimingSettings` (default: the build's).
             statistic: the percentile decisions use, ``p90`` (a budget is a deadline) or ``p50``.
             profile_path: where to write the profile YAML (its stem is the profile's name).
+            compiled: time the fixed schedules as a device that runs them through ``torch.compile``
+                does (:class:`paretoctl.models.compiled.CompiledMerging`; each schedule compiles once
+                first, tens of seconds on a small CPU, recorded per configuration as ``compile_s``).
 
         Raises:
             ServiceUnavailableError: there is no cached front (fetch one first).
@@ -163,7 +167,8 @@ class _ClientBase:
             _check_images(model, images, len(thresholds))
         doc = front_measurements(model, [(c.id, c.r) for c in front.configs], front.provenance.split_index,
                                  settings, statistic=statistic, front_checksum=front.checksum,
-                                 thresholds=thresholds or None, images=images if thresholds else None)
+                                 thresholds=thresholds or None, images=images if thresholds else None,
+                                 compiled=compiled)
         name = Path(profile_path).stem if profile_path is not None else f"{front.device_profile.name}-calibrated"
         profile = front.device_profile.model_copy(
             update={"name": name, "measurements": Measurements.model_validate(doc)})

@@ -179,6 +179,11 @@ class ConfigTiming(_Model):
     server: PartTiming
     thresholds: tuple[FiniteFloat, ...] | None = None
     """The per-block thresholds timed, for a threshold configuration (None: the fixed schedule ``r``)."""
+    mode: Literal["eager", "compiled"] = "eager"
+    """The forward path timed: eager PyTorch, or ``torch.compile`` of this schedule
+    (``paretoctl.models.compiled``; threshold configurations are always eager)."""
+    compile_s: NonNegFloat | None = None
+    """Compiled: seconds the device spent compiling this schedule's two parts (plus one run of each)."""
 
 
 class TimingMachine(_Model):

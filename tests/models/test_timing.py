@@ -154,3 +154,48 @@ def test_torch_threads_sets_and_restores() -> None:
         assert torch.get_num_threads() == 1
         assert machine_info()["threads"] == 1  # what the measurements record is what was timed with
     assert torch.get_num_threads() == before
+
+
+def test_compiled_timing_runs_fixed_schedules_compiled_and_thresholds_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compiled=True``: each fixed schedule's edge and server run through one compiled function each
+    (compiled once, before the clock starts), a threshold configuration stays eager, and the document
+    says which figures are of which path."""
+    import paretoctl.models.timing as timing
+    from paretoctl.models.patch import get_thresholds
+
+    model = create_model(ModelSpec("test_vit"))
+    depth = len(model.blocks)
+    made: list[object] = []
+    real_paths = timing._compiled_paths
+
+    def keep(m: object, n: int) -> object:
+        fast = real_paths(m, n)
+        made.append(fast)
+        return fast
+
+    monkeypatch.setattr(timing, "_compiled_paths", keep)
+    eager_edge_at_batch_1: list[bool] = []
+    real_edge = timing.edge_forward
+
+    def spy(m: object, x: torch.Tensor, split: int, record: object = None) -> object:
+        if x.shape[0] == 1:  # a timed edge run (the server inputs are prepared at server_batch 2)
+            eager_edge_at_batch_1.append(get_thresholds(m) is not None)  # type: ignore[arg-type]
+        return real_edge(m, x, split)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timing, "edge_forward", spy)
+    images = torch.randn(3, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(2))
+    s = TimingSettings(server_batch=2, warmup=1, min_runs=5, max_runs=5, max_seconds=1e-6)  # clock: after compiling
+    doc = front_measurements(model, [("unmerged", [0] * depth), ("m", [4] * depth), ("t", [0] * depth)], 2, s,
+                             thresholds={"t": [0.3] * depth}, images=images, compiled=True)
+    (fast,) = made
+    assert fast.cached == 4  # type: ignore[attr-defined]  # edge and server of the two fixed schedules
+    assert sorted({key[2] for key in fast.compile_seconds}) == [(0,) * depth, (4,) * depth]  # type: ignore[attr-defined]
+    assert eager_edge_at_batch_1 and all(eager_edge_at_batch_1)  # only the threshold configuration ran eager
+    m = Measurements.model_validate(doc)
+    by_id = {c.config_id: c for c in m.configs}
+    for cid in ("unmerged", "m"):
+        assert by_id[cid].mode == "compiled" and by_id[cid].compile_s is not None and by_id[cid].compile_s > 0
+        assert by_id[cid].edge.runs == 5 and by_id[cid].edge.p50_ms > 0
+    assert by_id["t"].mode == "eager" and by_id["t"].compile_s is None and "mode" not in doc["configs"][2]
+    assert timing.time_schedules(model, [[0] * depth], 2, s, compiled=True)[0].mode == "compiled"
+    assert timing.time_schedules(model, [[0] * depth], 2, s)[0].mode == "eager"

@@ -47,6 +47,26 @@ def test_profile_front_writes_measured_figures_the_policy_uses(smoke_build_dir: 
         predict_latency(c2.gflops.edge, c2.gflops.server, c2.channel_uses, plain).total_ms)
 
 
+def test_profile_front_compiled_times_the_compiled_forward_and_records_its_cost(
+        smoke_build_dir: Path, tmp_path: Path) -> None:
+    """``--compiled``: every fixed schedule is compiled once and timed compiled; the profile says so and
+    the policy serves its figures as measured."""
+    front_path = smoke_build_dir / "front.json"
+    out = tmp_path / "compiled.yaml"
+    proc = _cli("profile", "--front", str(front_path), "--out", str(out), "--max-seconds", "2", "--warmup", "1",
+                "--compiled")
+    assert proc.returncode == 0, proc.stderr
+    front = load_front(front_path)
+    prof = load_profile(out)
+    m = prof.measurements
+    assert m is not None and out.read_text().startswith(f"# Measured by `paretoctl profile --front {front_path} "
+                                                        "--compiled`")
+    assert all(c.mode == "compiled" and c.compile_s is not None and c.compile_s > 0 for c in m.configs)
+    assert f"{len(front.configs)} compiled in" in proc.stdout
+    d = select(front, front.provenance.snr_grid_db[-1], 1e5, profile=prof)
+    assert d.latency is not None and d.latency.edge_source == "measured"
+
+
 def test_profile_front_refuses_a_missing_front(tmp_path: Path) -> None:
     proc = _cli("profile", "--front", str(tmp_path / "nope.json"), "--out", str(tmp_path / "p.yaml"))
     assert proc.returncode == 2

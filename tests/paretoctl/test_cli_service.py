@@ -192,6 +192,12 @@ def test_profile_refuses_timings_that_do_not_fit(tmp_path: Path, monkeypatch: py
     assert res.exit_code == ExitCode.FAILED and "does not grow" in res.output and not out.exists()
 
 
+def test_profile_compiled_needs_a_front(tmp_path: Path) -> None:
+    out = tmp_path / "x.yaml"
+    res = runner.invoke(app, ["profile", "--out", str(out), "--compiled"])
+    assert res.exit_code == ExitCode.BAD_INPUT and "give --front" in res.output and not out.exists()
+
+
 @pytest.mark.parametrize("args", [
     ["--log-level", "loud"],
     ["--port", "1"],  # with an admin token from the environment but no reload directory
