@@ -123,14 +123,13 @@ def time_forward(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Te
 
 
 def bench(name: str, batch: int, rounds: int, min_time: float, which: str = "all",
-          compiled: bool = False, modes: Sequence[str] | None = None) -> list[Row]:
+          modes: Sequence[str] = ("eager",)) -> list[Row]:
     """Time the unmerged model and every schedule of :func:`schedules_for`, interleaved.
 
-    ``modes`` (``eager``, ``compiled`` or both; default: ``compiled`` if ``compiled`` else ``eager``)
-    are timed in the same interleaved rounds; each mode's rows are relative to that mode's unmerged
-    model, and a compiled row's ``vs_eager`` compares it with the *eager* unmerged model.
+    ``modes`` (``eager``, ``compiled`` or both) are timed in the same interleaved rounds; each mode's
+    rows are relative to that mode's unmerged model, and a compiled row's ``vs_eager`` compares it
+    with the *eager* unmerged model.
     """
-    modes = list(modes or (["compiled"] if compiled else ["eager"]))
     torch.manual_seed(0)
     base = build(name)
     merged = build(name)
@@ -232,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else [torch.get_num_threads()]
     rounds = args.rounds or (2 if args.quick else 5)
+    modes = args.modes.split(",") if args.modes else ["compiled" if args.compiled else "eager"]
     min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.3)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -240,8 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(threads)
         for name in args.models.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
-                rows.extend(bench(name.strip(), batch, rounds, min_time, args.schedules, args.compiled,
-                                  args.modes.split(",") if args.modes else None))
+                rows.extend(bench(name.strip(), batch, rounds, min_time, args.schedules, modes))
     load = os.getloadavg()[0]
     cpus = os.cpu_count() or 1
     print(f"`python bench/merge_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip())

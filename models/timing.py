@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import platform
 import random
@@ -352,18 +353,14 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
         edge_in = img if limits[k] is None or real is None else real[j % n_real : j % n_real + 1]
         server_in = inputs[k][j % len(inputs[k])]
         path = paths[k]
+        edge, server = ((functools.partial(edge_forward, model), functools.partial(server_forward, model))
+                        if path is None else (path.edge_forward, path.server_forward))
         _sync(device)
         t0 = time.perf_counter_ns()
-        if path is None:
-            edge_forward(model, edge_in, split)
-        else:
-            path.edge_forward(edge_in, split)
+        edge(edge_in, split)
         _sync(device)
         t1 = time.perf_counter_ns()
-        if path is None:
-            server_forward(model, server_in, split)
-        else:
-            path.server_forward(server_in, split)
+        server(server_in, split)
         _sync(device)
         t2 = time.perf_counter_ns()
         return (t1 - t0) / 1e6, (t2 - t1) / 1e6
