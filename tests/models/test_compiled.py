@@ -70,3 +70,26 @@ def test_bad_split_is_refused_before_compiling() -> None:
         CompiledMerging(model, max_entries=0)
     with pytest.raises(TypeError, match="needs a timm VisionTransformer, not Linear"):
         CompiledMerging(torch.nn.Linear(2, 2))
+
+
+def test_cache_hits_skip_guards_and_clear_or_check_guards_see_what_the_key_does_not() -> None:
+    """The cache key is the contract: a change it does not name (here ``global_pool``) is not seen by a
+    cache hit, whose guards are skipped; ``clear()`` or ``check_guards=True`` pick it up."""
+    from paretoctl.models import compiled
+
+    model = apply_merging(make_model("test_vit", dict(img_size=32, depth=2)), [1, 1])
+    images = make_images(model, batch=2)
+    fast, checked = CompiledMerging(model), CompiledMerging(model, check_guards=True)
+    with torch.inference_mode():
+        token_logits = model(images)
+        torch.testing.assert_close(fast(images), token_logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(checked(images), token_logits, atol=1e-5, rtol=0)
+        model.global_pool = "avg"
+        avg_logits = model(images)
+        assert not torch.allclose(avg_logits, token_logits, atol=1e-3)
+        torch.testing.assert_close(checked(images), avg_logits, atol=1e-5, rtol=0)  # Dynamo's guards recompile
+        if compiled._CAN_SKIP_GUARDS:
+            torch.testing.assert_close(fast(images), token_logits, atol=1e-5, rtol=0)  # stale: guards skipped
+        fast.clear()
+        assert fast.cached == 0
+        torch.testing.assert_close(fast(images), avg_logits, atol=1e-5, rtol=0)
