@@ -52,7 +52,7 @@ def main() -> None:
 
     cfg = load_config(args.config, {"data.val_limit": args.val_limit, "runtime.ray_workers": args.workers,
                                     "runtime.process_workers": args.workers, "runtime.device": "cpu",
-                                    "search.q": args.workers})
+                                    "search.q": args.workers, "search.screen_images": 0})  # whole evaluations
     torch.manual_seed(0)
     model = load_model(cfg)
     space = SearchSpace(ViTShape.of(model), cfg.split_index, cfg.search.max_proportion)

@@ -42,7 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = load_config(CONFIG, {"data.val_limit": args.images})
+    cfg = load_config(CONFIG, {"data.val_limit": args.images, "search.screen_images": 0})  # whole evaluations
     model = load_model(cfg)
     evaluator = make_evaluator(cfg, "val", model)
     evaluator.batches = list(evaluator.batches)  # decode once: only the model and the channel are timed

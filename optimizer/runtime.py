@@ -23,11 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_SERVER_CHUNK = 128
+DEFAULT_SERVER_CHUNK = 64
 """Images per server forward in an evaluation. One batch's SNR copies make ``SNRs x batch_size`` rows
-(2,500 in the default build); in pieces of 64-256 images they fit the caches (bundled model, 2 threads,
-median of 5 interleaved runs: 3.1 s at 128 against 5.3 s whole, unmerged; 1.8 s against 2.8 s with
-r = 3 per block; ``bench/server_chunk.py``)."""
+(2,500 in the default build); in pieces of 48-256 images they fit the caches. On the AMD EPYC VM,
+two single-threaded evaluations running at once as in the default build (``bench/server_chunk.py``,
+500 images, medians of 4 interleaved rounds, 2026-12-07): 10.0 s at 64 against 10.6 s at 128 and
+15.9 s whole, unmerged; 6.4-6.5 s against 6.5-6.6 s and 9.0-10.0 s with r = 3 per block. 48 was
+faster unmerged and slower merged. Every piece size measures the same accuracies."""
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 Precision = Literal["fp32", "bf16", "fp16"]
 ExecutorName = Literal["local", "processes", "ray"]

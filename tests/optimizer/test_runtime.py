@@ -46,7 +46,7 @@ def test_bad_runtime_values_name_the_field(runtime: str, field: str) -> None:
 def test_runtime_defaults_are_recorded_in_the_canonical_config(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     assert cfg.canonical()["runtime"] == {
-        "device": "auto", "precision": "fp32", "threads": None, "loader_workers": 0, "server_chunk": 128,
+        "device": "auto", "precision": "fp32", "threads": None, "loader_workers": 0, "server_chunk": 64,
         "executor": "local", "process_workers": None, "process_threads": 1, "ray_address": None,
         "ray_workers": None, "ray_cpus_per_worker": 1,
         "ray_gpus_per_worker": 0.0,
