@@ -111,6 +111,30 @@ def test_sdk_calibrate_times_the_front_on_the_device_model_and_answers_offline_w
     assert d2.latency == d.latency
 
 
+def test_sdk_calibrate_compiled_times_the_compiled_path_and_the_cache_answers_with_it(
+        smoke_build_dir: Path, tmp_path: Path) -> None:
+    """``client.calibrate(model, compiled=True)``: each fixed schedule is compiled once, timed compiled,
+    and the cached answers serve those figures (the same front as the CLI test above: Inductor's cache
+    is warm by then, so this costs seconds, not minutes)."""
+    from paretoctl.client import PolicyClient
+    from paretoctl.models.loading import ModelSpec, create_model
+    from paretoctl.models.timing import TimingSettings
+
+    front_path = smoke_build_dir / "front.json"
+    front = load_front(front_path)
+    client = PolicyClient("http://127.0.0.1:9", cache_dir=tmp_path / "cache", deadline_s=0.5)
+    client.cache.store(front_path.read_bytes(), None)
+    prof = client.calibrate(create_model(ModelSpec()), compiled=True,
+                            settings=TimingSettings(warmup=1, min_runs=5, max_runs=5, max_seconds=10))
+    m = prof.measurements
+    assert m is not None and {c.config_id for c in m.configs} == {c.id for c in front.configs}
+    assert all(c.mode == "compiled" and c.compile_s is not None and c.compile_s > 0 for c in m.configs)
+    d = client.get_policy(front.provenance.snr_grid_db[-1], 1e5)
+    assert d.source == "cache" and d.latency is not None and d.latency.edge_source == "measured"
+    timing = next(c for c in m.configs if c.config_id == d.config_id)
+    assert (d.latency.edge_ms, d.latency.server_ms) == (timing.edge.p90_ms, timing.server.p90_ms)
+
+
 def torch_no_grad() -> object:
     import torch
 
