@@ -131,9 +131,7 @@ class CompiledMerging:
         compiled = self._cache.get(key)
         if compiled is not None:
             self._cache.move_to_end(key)
-            if self.check_guards:
-                return compiled(self.model, *args)
-            with _without_guards():
+            with contextlib.nullcontext() if self.check_guards else _without_guards():
                 return compiled(self.model, *args)
         compiled = torch.compile(_fresh_function(fn), **self.compile_kwargs)
         self._cache[key] = compiled

@@ -347,14 +347,15 @@ def time_schedules(model: Any, schedules: Sequence[Sequence[int]], split: int,
     paths = [fast if fast is not None and t is None else None for t in limits]
     samples = [_Samples(s.min_runs if t is None else max(s.min_runs, min(n_real, s.max_runs))) for t in limits]
 
+    eager_halves = (functools.partial(edge_forward, model), functools.partial(server_forward, model))
+
     def run(k: int, j: int) -> tuple[float, float]:
         """Configuration ``k``'s ``j``-th run: (edge ms, server ms)."""
         _configure(model, schedules[k], limits[k])
         edge_in = img if limits[k] is None or real is None else real[j % n_real : j % n_real + 1]
         server_in = inputs[k][j % len(inputs[k])]
         path = paths[k]
-        edge, server = ((functools.partial(edge_forward, model), functools.partial(server_forward, model))
-                        if path is None else (path.edge_forward, path.server_forward))
+        edge, server = eager_halves if path is None else (path.edge_forward, path.server_forward)
         _sync(device)
         t0 = time.perf_counter_ns()
         edge(edge_in, split)
