@@ -267,14 +267,22 @@ class BotorchProposer:
         floor = design_floor(y.to(torch.double), ref_point)
         unmerged = self._unmerged_gflops()
         points: list[list[float]] = []
-        in_range = [r for r in tome_schedules(space)
-                    if tuple(r) not in taken and floor <= self._gflops_rel(space.from_r(r), unmerged) < 1.0]
-        n_tome = min(n // 3, len(in_range))
+        # A ToMe schedule beyond max_proportion is measured clipped (from_r), so it is compared by the
+        # clipped schedule's key: the marks walk has usually measured it already.
+        in_range: dict[tuple[float, ...], list[float]] = {}  # by key: two schedules may clip to one
+        for r in tome_schedules(space):
+            point = space.from_r(r)
+            key = space.key(point)
+            if key not in taken and key not in in_range and floor <= self._gflops_rel(point, unmerged) < 1.0:
+                in_range[key] = point
+        tome_points = list(in_range.values())
+        n_tome = min(n // 3, len(tome_points))
         for k in range(n_tome):  # evenly spread over the range, lightest first
-            r = in_range[round(k * (len(in_range) - 1) / max(1, n_tome - 1))] if n_tome > 1 else in_range[0]
-            if tuple(r) not in taken:
-                taken.add(tuple(r))
-                points.append(space.from_r(r))
+            point = (tome_points[round(k * (len(tome_points) - 1) / max(1, n_tome - 1))] if n_tome > 1
+                     else tome_points[0])
+            if space.key(point) not in taken:
+                taken.add(space.key(point))
+                points.append(point)
         m = n - len(points)
         levels = [1.0 - (1.0 - floor) * (k + 1) / m for k in range(m)]
         directions = sobol_points(8 * m + 8, self.space.dim, self.seed)
