@@ -3,7 +3,8 @@
 For each channel, at one grid SNR (the top one unless ``--snr``), and at each loss level (0.25, 0.5,
 1 and 2 points): the cheapest front configuration whose *validation* accuracy there is within the
 level of the unmerged model's, beside the cheapest of ToMe's uniform schedules (constant r and
-decreasing r, every r) chosen the same way. Both are reported on the *test* split, with standard
+decreasing r, every r, exactly as ToMe defines them: not clipped to the build's ``search.max_proportion``,
+which the build's own marks are) chosen the same way. Both are reported on the *test* split, with standard
 errors. The uniform schedules are measured here, with the front's own build config (same validation
 and test images, same channel noise seeds), so both columns are measured on the same images; the
 unmerged model is re-measured on test as a check that they are. Measurements are archived in
@@ -25,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from paretoctl.optimizer.build import measure_on_test, open_context, reference_record, run_method  # noqa: E402
 from paretoctl.optimizer.builddir import BuildLock  # noqa: E402
 from paretoctl.optimizer.config import parse_config  # noqa: E402
-from paretoctl.optimizer.proposers import tome_schedules  # noqa: E402
+from paretoctl.optimizer.proposers import FixedProposer, tome_schedules  # noqa: E402
+from paretoctl.optimizer.space import SearchSpace  # noqa: E402
 from paretoctl.service.schema import load_front  # noqa: E402
 
 
@@ -50,8 +52,11 @@ def main() -> None:
     with BuildLock(args.work):
         ctx = open_context(cfg, args.work, resume=True, progress=lambda *_: None)
         ref = reference_record(ctx)
-        schedules = tome_schedules(ctx.space)
-        uniform = run_method(ctx, "uniform", len(schedules), 0, ref, tag="headline-uniform")
+        # ToMe's schedules as ToMe defines them: in the uncapped space every r maps to itself.
+        tome_space = SearchSpace(ctx.space.shape, ctx.space.split, max_proportion=1.0)
+        points = [tome_space.from_r(r) for r in tome_schedules(tome_space)]
+        uniform = run_method(ctx, "uniform", len(points), 0, ref, tag="headline-tome", space=tome_space,
+                             proposer=FixedProposer(points, cfg.search.q))
         ids = {"unmerged": {**ref, "id": "unmerged"}}
         ids.update({f"uniform-{rec['eval_id']:04d}": {**rec, "id": f"uniform-{rec['eval_id']:04d}"} for rec in uniform})
         for ch in front.provenance.channel_kinds:

@@ -376,7 +376,8 @@ def tome_marks(ctx: BuildContext, ref: Mapping[str, Any], limit: int = MAX_TOME_
     the front with them), so every one inside the region is measured and competes for the front; one
     spread over the whole range from no merging to the most would spend most marks far outside it.
     :func:`~paretoctl.optimizer.proposers.tome_schedules` (constant and decreasing r, least merging
-    first, the unmerged one left out: it is the reference) is walked ``search.q`` at a time; the walk
+    first, the unmerged one left out: it is the reference; a schedule beyond ``search.max_proportion``
+    is measured clipped to it, as any point of the space) is walked ``search.q`` at a time; the walk
     stops after the first batch lying wholly outside the region (grid-mean validation accuracy at or
     below the reference point's, screened estimates included) or at ``limit`` schedules. Each batch
     is planned and archived as any search batch, so an interrupted walk resumes where it stopped.
