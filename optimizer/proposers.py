@@ -275,14 +275,12 @@ class BotorchProposer:
             key = space.key(point)
             if key not in taken and key not in in_range and floor <= self._gflops_rel(point, unmerged) < 1.0:
                 in_range[key] = point
-        tome_points = list(in_range.values())
-        n_tome = min(n // 3, len(tome_points))
-        for k in range(n_tome):  # evenly spread over the range, lightest first
-            point = (tome_points[round(k * (len(tome_points) - 1) / max(1, n_tome - 1))] if n_tome > 1
-                     else tome_points[0])
-            if space.key(point) not in taken:
-                taken.add(space.key(point))
-                points.append(point)
+        fresh_tome = list(in_range.items())
+        n_tome = min(n // 3, len(fresh_tome))
+        for k in range(n_tome):  # evenly spread over the range, lightest first; distinct indices, fresh keys
+            key, point = fresh_tome[round(k * (len(fresh_tome) - 1) / max(1, n_tome - 1))]
+            taken.add(key)
+            points.append(point)
         m = n - len(points)
         levels = [1.0 - (1.0 - floor) * (k + 1) / m for k in range(m)]
         directions = sobol_points(8 * m + 8, self.space.dim, self.seed)
