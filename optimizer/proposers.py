@@ -284,7 +284,7 @@ class BotorchProposer:
         m = n - len(points)
         levels = [1.0 - (1.0 - floor) * (k + 1) / m for k in range(m)]
         directions = sobol_points(8 * m + 8, self.space.dim, self.seed)
-        scaled = self._scale_to_levels(directions, levels * 8 + [floor] * 8)
+        scaled = self.scale_to_levels(directions, levels * 8 + [floor] * 8)
         for point in scaled.tolist():
             if len(points) == n:
                 break
@@ -327,7 +327,7 @@ class BotorchProposer:
         space = self._schedule_space()
         return float(space.relaxed_costs(torch.tensor([list(point)], dtype=torch.double))[0, 0]) / unmerged
 
-    def _scale_to_levels(self, directions: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+    def scale_to_levels(self, directions: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
         """Each direction ``[k, L]`` times the scale (bisection) whose relaxed GFLOPs hit its level.
 
         A level out of reach along a direction gives the direction at its largest scale (max entry 1).
