@@ -30,7 +30,6 @@ is written there.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from paretoctl.optimizer.archive import JsonlArchive  # noqa: E402
 from paretoctl.optimizer.config import load_config  # noqa: E402
 from paretoctl.optimizer.executor import load_model, make_evaluator  # noqa: E402
 from paretoctl.optimizer.proposers import BotorchProposer, sobol_points, tome_schedules  # noqa: E402
@@ -90,13 +90,9 @@ class Probe:
     def __init__(self, cfg: Any, split: str, model: Any, path: Path) -> None:
         self.evaluator = make_evaluator(cfg, split, model)  # type: ignore[arg-type]
         self.kinds = [c.kind for c in cfg.channel.kinds]
-        self.split, self.path = split, path
-        self.done: dict[tuple[int, ...], dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                row = json.loads(line)
-                if row["split"] == split:
-                    self.done[tuple(row["r"])] = row
+        self.split = split
+        self.archive = JsonlArchive(path, unique=None)  # durable appends; a torn tail from a kill is dropped
+        self.done = {tuple(row["r"]): row for row in self.archive.where(split=split)}
         self._reference: torch.Tensor | None = None
 
     def reference_hits(self) -> torch.Tensor:
@@ -123,8 +119,7 @@ class Probe:
             d = paired_drop(ref[:, ci], cand[:, ci])
             row[kind] = {"drop": 100 * d.drop, "stderr": 100 * d.stderr,
                          "accuracy": 100 * float(cand[:, ci].double().mean())}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self.archive.append(row)
         self.done[tuple(r)] = row
         return row
 
